@@ -1,0 +1,43 @@
+"""Backend adapters, selected by name: ``get_backend("torch")``.
+
+Each adapter module is imported only when asked for, so ``import dpcore`` never
+imports a framework.  A backend whose framework is missing raises an
+ImportError that names the pip extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+BACKENDS = {
+    "numpy": ("numpy", None),
+    "array_api_strict": ("array_api_strict", "strict"),
+    "torch": ("torch", "torch"),
+    "jax": ("jax", "jax"),
+    "tensorflow": ("tensorflow", "tensorflow"),
+    "paddle": ("paddle", "paddle"),
+}
+ALIASES = {"np": "numpy", "strict": "array_api_strict", "pytorch": "torch", "pt": "torch", "tf": "tensorflow", "pd": "paddle"}
+_CACHE: dict = {}
+
+
+def canonical_name(name: str) -> str:
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(BACKENDS)}")
+    return key
+
+
+def get_backend(name: str):
+    """The adapter object of backend ``name`` (imports its framework on first use)."""
+    key = canonical_name(name)
+    if key not in _CACHE:
+        framework, extra = BACKENDS[key]
+        try:
+            importlib.import_module(framework)
+        except ImportError as e:
+            hint = f'pip install "dpcore[{extra}]"' if extra else "pip install numpy"
+            raise ImportError(f"backend {key!r} needs the {framework!r} package, which is not installed: {hint}") from e
+        module = importlib.import_module(f"dpcore.backends.{key}")
+        _CACHE[key] = module.BACKEND
+    return _CACHE[key]

@@ -1,0 +1,9 @@
+"""dpcore: DeePMD-style "fit energy" models written once against the Python array API.
+
+``import dpcore`` imports no deep-learning framework; backends are loaded by name on demand.
+"""
+
+from .model.energy_model import EnergyModel, load
+
+__version__ = "0.1.0"
+__all__ = ["EnergyModel", "load", "__version__"]

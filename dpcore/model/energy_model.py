@@ -1,0 +1,119 @@
+"""``EnergyModel``: a model config plus its parameter dict, with evaluation, loading and saving."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from . import energy
+from .init import init_params, validate
+
+
+class EnergyModel:
+    """A se_e2_a + energy-fitting model (SPEC 4-6).
+
+    ``config``: the normalised ``model`` section of input.json (plain dict).
+    ``params``: nested dict of NumPy arrays (see :mod:`dpcore.model.energy`).
+    """
+
+    model_type = "standard"
+
+    def __init__(self, config: dict, params: dict, model_def_script: dict | None = None):
+        validate(config)
+        self.config = config
+        self.params = params
+        self.model_def_script = model_def_script if model_def_script is not None else copy.deepcopy(config)
+        self._backend_params: dict = {}
+
+    @classmethod
+    def from_config(cls, model_config: dict, seed=None) -> "EnergyModel":
+        """Freshly initialised model from the ``model`` section of an input.json (deterministic for ``seed``)."""
+        from ..config import normalize_model
+
+        cfg = normalize_model(model_config)
+        return cls(cfg, init_params(cfg, seed), model_def_script=copy.deepcopy(model_config))
+
+    # -- properties ---------------------------------------------------------------------------------------
+    @property
+    def type_map(self) -> list[str]:
+        return list(self.config["type_map"])
+
+    @property
+    def ntypes(self) -> int:
+        return len(self.config["type_map"])
+
+    @property
+    def rcut(self) -> float:
+        return float(self.config["descriptor"]["rcut"])
+
+    @property
+    def sel(self) -> list[int]:
+        return list(self.config["descriptor"]["sel"])
+
+    def set_params(self, params: dict) -> None:
+        """Replace the parameter dict (NumPy arrays); drops cached backend copies."""
+        self.params = params
+        self._backend_params = {}
+
+    # -- serialisation ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The DeePMD-kit serialized model dict (SPEC 13.2)."""
+        from .serialize import model_to_dict
+
+        return model_to_dict(self.config, self.params)
+
+    @classmethod
+    def from_dict(cls, data: dict, model_def_script: dict | None = None) -> "EnergyModel":
+        from .serialize import model_from_dict
+
+        cfg, params = model_from_dict(data)
+        return cls(cfg, params, model_def_script)
+
+    def save(self, path) -> None:
+        """Write a DeePMD-kit model file (``.dp`` HDF5 or ``.yaml``) that DeePMD-kit can read."""
+        from ..io import write_model_file
+
+        write_model_file(path, {"model": self.to_dict(), "model_def_script": self.model_def_script})
+
+    # -- evaluation --------------------------------------------------------------------------------------------
+    def backend_params(self, backend):
+        if backend.name not in self._backend_params:
+            self._backend_params[backend.name] = backend.tree_asarray(self.params)
+        return self._backend_params[backend.name]
+
+    def evaluate(self, coord, atype, box=None, fparam=None, aparam=None, backend="numpy", atomic=False) -> dict:
+        """Energy, forces and virial of frames.
+
+        coord: (nf, natoms, 3) or (nf, natoms*3) Å; atype: (natoms,) or (nf, natoms) int (-1 = padding atom);
+        box: (nf, 9) Å, rows = lattice vectors, or None (non-periodic); fparam (nf, numb_fparam);
+        aparam (nf, natoms, numb_aparam).  ``backend`` by name ("numpy", "torch", ...).
+        Returns NumPy arrays: atom_energy (nf, natoms, 1) eV, energy (nf, 1) eV, force (nf, natoms, 3) eV/Å,
+        virial (nf, 9) eV, mask (nf, natoms) int32, and atom_virial (nf, natoms, 9) eV if ``atomic``.
+        """
+        from ..backends import get_backend
+        from ..infer import prepare, unpermute
+
+        be = get_backend(backend)
+        inputs, blocks, perm = prepare(self, coord, atype, box, fparam, aparam)
+        out = be.model_forward(self.config, self.backend_params(be), be.tree_asarray(inputs), blocks,
+                               atomic_virial=atomic)
+        out = {k: np.asarray(be.to_numpy(v)) for k, v in out.items()}
+        return unpermute(out, perm)
+
+
+def load(path) -> EnergyModel:
+    """Load a DeePMD-kit serialized model file (``.dp`` or ``.yaml``)."""
+    from ..io import read_model_file
+
+    envelope = read_model_file(path)
+    model = envelope.get("model")
+    if not isinstance(model, dict):
+        raise ValueError(f"{path}: no 'model' dict in the file; is this a DeePMD-kit serialized model?")
+    mtype = model.get("type", "standard")
+    if mtype != "standard":
+        raise NotImplementedError(f"{path}: model type {mtype!r} is not supported by dpcore (supported: 'standard' energy models)")
+    return EnergyModel.from_dict(model, envelope.get("model_def_script"))
+
+
+__all__ = ["EnergyModel", "load", "energy"]

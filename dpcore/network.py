@@ -1,0 +1,184 @@
+"""Dense layers, embedding and fitting networks (SPEC 3), forward and input-backward.
+
+A layer is a dict ``{"w": (n_in, n_out), "b": (n_out,) optional, "idt": (n_out,) optional}``;
+a network is a dict ``{"0": layer, "1": layer, ...}``.  The residual rule is
+fixed by the network kind: hidden layers are residual (``n_out == n_in`` adds
+``x``, ``n_out == 2 n_in`` adds ``[x, x]``); the final fitting layer is linear
+and not residual.  ``idt`` multiplies the activated output when present.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .xp import namespace
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def _sigmoid(xp, x):
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _tanh(xp, x):
+    y = xp.tanh(x)
+    return y, lambda: 1.0 - y * y
+
+
+def _relu(xp, x):
+    pos = x > 0
+    return xp.where(pos, x, xp.zeros_like(x)), lambda: xp.astype(pos, x.dtype)
+
+
+def _relu6(xp, x):
+    return xp.clip(x, 0.0, 6.0), lambda: xp.astype((x > 0) & (x < 6.0), x.dtype)
+
+
+def _softplus(xp, x):
+    return xp.logaddexp(xp.zeros_like(x), x), lambda: _sigmoid(xp, x)
+
+
+def _sigmoid_act(xp, x):
+    s = _sigmoid(xp, x)
+    return s, lambda: s * (1.0 - s)
+
+
+def _silu(xp, x):
+    s = _sigmoid(xp, x)
+    return x * s, lambda: s + x * s * (1.0 - s)
+
+
+def _gelu(xp, x):
+    t = xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
+    return 0.5 * x * (1.0 + t), lambda: 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 3 * 0.044715 * x * x)
+
+
+def _identity(xp, x):
+    return x, lambda: xp.ones_like(x)
+
+
+def _silut(threshold: float):
+    sig_t = 1.0 / (1.0 + math.exp(-threshold))
+    slope = sig_t + threshold * sig_t * (1.0 - sig_t)
+    const = threshold * sig_t
+
+    def act(xp, x):
+        silu, dsilu = _silu(xp, x)
+        th = xp.tanh(slope * (x - threshold))
+        above = x >= threshold
+        return xp.where(above, th + const, silu), lambda: xp.where(above, slope * (1.0 - th * th), dsilu())
+
+    return act
+
+
+_ACTIVATIONS = {
+    "tanh": _tanh,
+    "relu": _relu,
+    "relu6": _relu6,
+    "softplus": _softplus,
+    "sigmoid": _sigmoid_act,
+    "silu": _silu,
+    "gelu": _gelu,
+    "gelu_tf": _gelu,
+    "none": _identity,
+    "linear": _identity,
+}
+
+
+def get_activation(name: str | None):
+    """Activation ``f(xp, x) -> (y, dy_dx_thunk)`` by DeePMD-kit name (case-insensitive, SPEC 3.2)."""
+    key = "none" if name is None else str(name).lower()
+    if key in _ACTIVATIONS:
+        return _ACTIVATIONS[key]
+    for prefix in ("silut", "custom_silu"):
+        if key == prefix or key.startswith(prefix + ":"):
+            threshold = float(key.split(":", 1)[1]) if ":" in key else 3.0
+            return _silut(threshold)
+    allowed = sorted(_ACTIVATIONS) + ["silut", "silut:T", "custom_silu:T"]
+    raise ValueError(f"unknown activation_function {name!r}; expected one of {allowed}")
+
+
+def layer_forward(layer, x, activation, resnet: bool):
+    """One dense layer: x (..., n_in) -> y (..., n_out) and a cache for :func:`layer_vjp`."""
+    xp = namespace(x)
+    w = layer["w"]
+    z = x @ w
+    if layer.get("b") is not None:
+        z = z + layer["b"]
+    y, dact = activation(xp, z)
+    idt = layer.get("idt")
+    if idt is not None:
+        y = y * idt
+    n_in, n_out = w.shape
+    if resnet and n_out == n_in:
+        y = y + x
+    elif resnet and n_out == 2 * n_in:
+        y = y + xp.concat([x, x], axis=-1)
+    return y, (dact, n_in, n_out)
+
+
+def layer_vjp(layer, gy, cache, resnet: bool):
+    """Pull ``dE/dy`` back to ``dE/dx`` through one dense layer."""
+    xp = namespace(gy)
+    dact, n_in, n_out = cache
+    gz = gy * dact()
+    if layer.get("idt") is not None:
+        gz = gz * layer["idt"]
+    gx = gz @ xp.matrix_transpose(layer["w"])
+    if resnet and n_out == n_in:
+        gx = gx + gy
+    elif resnet and n_out == 2 * n_in:
+        gx = gx + gy[..., :n_in] + gy[..., n_in:]
+    return gx
+
+
+def _layers(net):
+    return [net[str(i)] for i in range(len(net))]
+
+
+def net_forward(net, x, activation: str, final_linear: bool = False):
+    """Embedding net (all layers residual-capable) or fitting net (``final_linear``: last layer linear, no residual).
+
+    x: (..., in_dim) -> (..., out_dim); also returns the per-layer caches.
+    """
+    act = get_activation(activation)
+    layers = _layers(net)
+    caches = []
+    for i, layer in enumerate(layers):
+        last = final_linear and i == len(layers) - 1
+        x, cache = layer_forward(layer, x, _identity if last else act, resnet=not last)
+        caches.append(cache)
+    return x, caches
+
+
+def net_vjp(net, gy, caches, final_linear: bool = False):
+    """Pull ``dE/d(output)`` back to ``dE/d(input)`` through a network."""
+    layers = _layers(net)
+    for i in range(len(layers) - 1, -1, -1):
+        last = final_linear and i == len(layers) - 1
+        gy = layer_vjp(layers[i], gy, caches[i], resnet=not last)
+    return gy
+
+
+def init_net(rng: np.random.Generator, in_dim: int, neuron, out_dim: int | None, resnet_dt: bool, dtype) -> dict:
+    """Fresh network parameters (NumPy): ``w ~ N(0, 1/sqrt(n_in+n_out))``, ``b ~ N(0, 1)``, ``idt ~ N(0.1, 0.001)``.
+
+    ``out_dim`` None: embedding net; otherwise a fitting net with a final linear layer of width ``out_dim``.
+    """
+    net = {}
+    widths = list(neuron) + ([] if out_dim is None else [out_dim])
+    n_in = in_dim
+    for i, n_out in enumerate(widths):
+        is_final = out_dim is not None and i == len(widths) - 1
+        layer = {
+            "w": rng.normal(0.0, 1.0 / math.sqrt(n_in + n_out), size=(n_in, n_out)).astype(dtype),
+            "b": rng.normal(0.0, 1.0, size=(n_out,)).astype(dtype),
+        }
+        if resnet_dt and not is_final and n_out in (n_in, 2 * n_in):
+            layer["idt"] = rng.normal(0.1, 0.001, size=(n_out,)).astype(dtype)
+        net[str(i)] = layer
+        n_in = n_out
+    return net

@@ -1,0 +1,76 @@
+"""Neighbour pairs: host-side index data (NumPy) and the differentiable pair vectors (array API).
+
+The host turns a :class:`~dpcore.nlist.NeighborList` into integer/shift
+arrays that never depend on parameters (so they are computed once per frame
+and cached).  Inside the model the pair vectors
+
+    r_ij = coord[owner(j)] - coord[i] + (shift_j - shift_i) @ box
+
+are formed from the raw coordinates and the cell, so forces and the virial
+flow through them; this equals ``ext_j - ext_i`` of SPEC 1 (extended
+coordinates ``ext = coord[mapping] + shift @ box``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .xp import gather_rows, namespace
+
+
+def exclusion_table(ntypes: int, pairs) -> np.ndarray:
+    """(ntypes+1, ntypes+1) float table, 0 for excluded (symmetrised) type pairs; index ``ntypes`` = empty slot."""
+    table = np.ones((ntypes + 1, ntypes + 1))
+    for a, b in pairs or ():
+        if not (0 <= a < ntypes and 0 <= b < ntypes):
+            raise ValueError(f"exclude_types pair {[a, b]} has a type outside 0..{ntypes - 1}")
+        table[a, b] = table[b, a] = 0.0
+    return table
+
+
+def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=()) -> dict:
+    """Parameter-independent model inputs from a neighbour list (all NumPy).
+
+    nl: NeighborList with nlist (nf, nloc, nnei), mapping (nf, nall), shift (nf, nall, 3).
+    atype: (nf, nloc) int, < 0 for padding atoms.
+    Returns ``nlist_mask`` (nf, nloc, nnei) bool, ``nei_owner`` (nf, nloc, nnei) int64 local owner (0 if empty),
+    ``pair_shift`` (nf, nloc, nnei, 3) float64 lattice shift of the pair, ``nei_type`` (nf, nloc, nnei)
+    (``ntypes`` if empty), ``centre_type`` (nf, nloc) (padding -> 0), ``atom_mask`` (nf, nloc) bool
+    (real atom and type not in ``atom_exclude_types``), and ``exclude_mask`` (nf, nloc, nnei) float64 when
+    descriptor ``exclude_types`` are given.
+    """
+    atype = np.asarray(atype)
+    nlist = np.asarray(nl.nlist)
+    nf, nloc, nnei = nlist.shape
+    mask = nlist >= 0
+    safe = np.where(mask, nlist, 0).reshape(nf, nloc * nnei)
+    owner = np.take_along_axis(np.asarray(nl.mapping), safe, axis=1).reshape(nf, nloc, nnei)
+    owner = np.where(mask, owner, 0)
+    shift = np.asarray(nl.shift, dtype=np.float64)
+    shift_j = np.take_along_axis(shift, safe[..., None], axis=1).reshape(nf, nloc, nnei, 3)
+    pair_shift = np.where(mask[..., None], shift_j - shift[:, :nloc, None, :], 0.0)
+    nei_type = np.where(mask, np.take_along_axis(atype, owner.reshape(nf, -1), axis=1).reshape(nf, nloc, nnei), ntypes)
+    centre_type = np.where(atype >= 0, atype, 0)
+    out = {
+        "nlist_mask": mask,
+        "nei_owner": owner.astype(np.int64),
+        "pair_shift": pair_shift,
+        "nei_type": nei_type.astype(np.int64),
+        "centre_type": centre_type.astype(np.int64),
+        "atom_mask": (atype >= 0) & ~np.isin(atype, list(atom_exclude_types)),
+    }
+    if exclude_types:
+        table = exclusion_table(ntypes, exclude_types)
+        out["exclude_mask"] = table[centre_type[..., None], nei_type]
+    return out
+
+
+def pair_vectors(coord, box, pairs):
+    """r_ij (nf, nloc, nnei, 3) in Å from coord (nf, nloc, 3) and box (nf, 3, 3) or None; zero in empty slots."""
+    xp = namespace(coord)
+    rij = gather_rows(xp, coord, pairs["nei_owner"]) - coord[:, :, None, :]
+    if box is not None:
+        nf, nloc, nnei = pairs["nei_owner"].shape
+        shifts = xp.reshape(xp.astype(pairs["pair_shift"], coord.dtype), (nf, nloc * nnei, 3))
+        rij = rij + xp.reshape(shifts @ box, (nf, nloc, nnei, 3))
+    return rij * xp.astype(pairs["nlist_mask"], coord.dtype)[..., None]

@@ -1,0 +1,95 @@
+"""The one module that knows about array namespaces.
+
+Everything under ``dpcore/`` obtains its namespace with :func:`namespace` and
+uses only the Python array API standard plus the few helpers defined here
+(operations the standard lacks: scatter-add onto atoms, gather of rows).
+Backends whose arrays array-api-compat does not cover (TensorFlow, Paddle)
+register a shim namespace with :func:`register_namespace`; a shim may provide
+a native ``dpcore_segment_sum`` fast path.  No framework is imported here.
+"""
+
+from __future__ import annotations
+
+import array_api_compat
+
+_SHIMS: list[tuple[type, object]] = []
+
+
+def register_namespace(array_type: type, ns: object) -> None:
+    """Make :func:`namespace` return ``ns`` for arrays of ``array_type``."""
+    _SHIMS[:] = [(t, n) for t, n in _SHIMS if t is not array_type]
+    _SHIMS.append((array_type, ns))
+
+
+def namespace(*arrays):
+    """Array API namespace of ``arrays`` (registered shims first, then array-api-compat)."""
+    arrs = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool))]
+    for a in arrs:
+        for array_type, ns in _SHIMS:
+            if isinstance(a, array_type):
+                return ns
+    return array_api_compat.array_namespace(*arrs)
+
+
+def namespace_name(xp) -> str:
+    """Short name of a namespace: numpy, torch, jax, array_api_strict, or the shim's ``__name__``."""
+    if array_api_compat.is_numpy_namespace(xp):
+        return "numpy"
+    if array_api_compat.is_torch_namespace(xp):
+        return "torch"
+    if array_api_compat.is_jax_namespace(xp):
+        return "jax"
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        return "array_api_strict"
+    return getattr(xp, "__name__", type(xp).__name__)
+
+
+def segment_sum(xp, values, index, num_segments: int):
+    """Scatter-add rows of ``values`` into ``num_segments`` rows.
+
+    values: (m, c); index: (m,) integer in [0, num_segments); returns (num_segments, c)
+    with ``out[s] = sum(values[index == s])``.  Differentiable on autodiff backends.
+    """
+    native = getattr(xp, "dpcore_segment_sum", None)
+    if native is not None:
+        return native(values, index, num_segments)
+    name = namespace_name(xp)
+    if name == "numpy":
+        import numpy as np
+
+        cols = [np.bincount(index, weights=values[:, c], minlength=num_segments) for c in range(values.shape[1])]
+        return np.stack(cols, axis=1).astype(values.dtype, copy=False)
+    if name == "torch":
+        out = xp.zeros((num_segments, values.shape[1]), dtype=values.dtype, device=values.device)
+        return out.index_add(0, index, values)
+    if name == "jax":
+        out = xp.zeros((num_segments, values.shape[1]), dtype=values.dtype)
+        return out.at[index].add(values)
+    # pure-standard fallback: one-hot matrix product, O(m * num_segments) memory
+    seg = xp.arange(num_segments, dtype=index.dtype, device=array_api_compat.device(index))
+    onehot = xp.astype(index[None, :] == seg[:, None], values.dtype)
+    return onehot @ values
+
+
+def scatter_to_atoms(xp, values, index, natoms: int):
+    """Per-frame scatter-add: values (nf, m, c), index (nf, m) in [0, natoms) -> (nf, natoms, c)."""
+    nf, m, c = values.shape
+    offset = xp.reshape(xp.arange(nf, dtype=index.dtype, device=array_api_compat.device(index)) * natoms, (nf, 1))
+    flat = segment_sum(xp, xp.reshape(values, (nf * m, c)), xp.reshape(index + offset, (nf * m,)), nf * natoms)
+    return xp.reshape(flat, (nf, natoms, c))
+
+
+def gather_rows(xp, x, index):
+    """Per-frame gather: x (nf, n, *rest), index (nf, *idx_shape) in [0, n) -> (nf, *idx_shape, *rest)."""
+    nf, n = x.shape[0], x.shape[1]
+    rest = tuple(x.shape[2:])
+    idx_shape = tuple(index.shape[1:])
+    offset = xp.arange(nf, dtype=index.dtype, device=array_api_compat.device(index)) * n
+    offset = xp.reshape(offset, (nf,) + (1,) * len(idx_shape))
+    flat_idx = xp.reshape(index + offset, (-1,))
+    out = xp.take(xp.reshape(x, (nf * n,) + rest), flat_idx, axis=0)
+    return xp.reshape(out, (nf,) + idx_shape + rest)
+
+
+def device_of(x):
+    return array_api_compat.device(x)

@@ -1,0 +1,88 @@
+"""Shared test helpers: small model configs, random systems, dtype-keyed tolerances."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from dpcore.model.energy_model import EnergyModel
+from dpcore.model.init import init_params
+
+# relative tolerances, keyed by dtype (never literals inside tests)
+TOL = {"float64": 1e-12, "float32": 1e-5}
+FD_TOL = 1e-8  # finite differences (central, h=1e-5 Å) vs analytic, relative to the force scale
+
+BASE = {
+    "type_map": ["O", "H"],
+    "descriptor": {
+        "type": "se_e2_a", "sel": [8, 12], "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8, 16], "axis_neuron": 4,
+        "activation_function": "tanh", "resnet_dt": False, "type_one_side": False, "precision": "float64",
+        "trainable": True, "seed": None, "exclude_types": [], "env_protection": 0.0, "set_davg_zero": False,
+    },
+    "fitting_net": {
+        "type": "ener", "numb_fparam": 0, "numb_aparam": 0, "default_fparam": None, "dim_case_embd": 0,
+        "neuron": [16, 16], "activation_function": "tanh", "precision": "float64", "resnet_dt": True,
+        "trainable": True, "rcond": None, "seed": None, "atom_ener": [], "use_aparam_as_mask": False,
+    },
+    "pair_exclude_types": [], "atom_exclude_types": [], "preset_out_bias": None, "data_stat_nbatch": 10,
+    "data_stat_protect": 0.01,
+}
+
+
+def make_config(descriptor=None, fitting=None, **model):
+    cfg = copy.deepcopy(BASE)
+    cfg["descriptor"].update(descriptor or {})
+    cfg["fitting_net"].update(fitting or {})
+    cfg.update(model)
+    return cfg
+
+
+def make_model(seed=1, stats_seed=2, **kw) -> EnergyModel:
+    """A model with random networks AND non-trivial davg/dstd/out_bias/fparam stats (so tests see them)."""
+    cfg = make_config(**kw)
+    params = init_params(cfg, seed)
+    rng = np.random.default_rng(stats_seed)
+    d = params["descriptor"]
+    dt = d["davg"].dtype
+    # per-type, per-slot statistics with the physical structure: davg = [avg_r, 0, 0, 0], dstd = [std_r, std_a x 3]
+    nt, nnei, _ = d["davg"].shape
+    davg = np.zeros((nt, nnei, 4))
+    davg[..., 0] = rng.normal(0.3, 0.1, (nt, 1))
+    dstd = np.repeat(rng.uniform(0.5, 1.5, (nt, 1, 2)), nnei, axis=1)[..., [0, 1, 1, 1]]
+    d["davg"], d["dstd"] = davg.astype(dt), dstd.astype(dt)
+    params["out_bias"] = rng.normal(-1.0, 0.5, params["out_bias"].shape)
+    f = params["fitting"]
+    for k in ("fparam", "aparam"):
+        if f"{k}_avg" in f:
+            f[f"{k}_avg"] = rng.normal(0, 1, f[f"{k}_avg"].shape).astype(f[f"{k}_avg"].dtype)
+            f[f"{k}_inv_std"] = rng.uniform(0.5, 2, f[f"{k}_inv_std"].shape).astype(f[f"{k}_avg"].dtype)
+    return EnergyModel(cfg, params)
+
+
+def random_system(natoms=12, nframes=2, ntypes=2, box_len=5.0, triclinic=True, seed=0, min_dist=0.9):
+    """Random positions with a minimum separation; box rows may be skewed. Returns coord (nf,n,3), atype (n,), box (nf,9)."""
+    rng = np.random.default_rng(seed)
+    boxes = []
+    coords = []
+    for _ in range(nframes):
+        box = np.eye(3) * box_len
+        if triclinic:
+            box = box + rng.uniform(-0.25, 0.25, (3, 3)) * box_len * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+        frac = []
+        while len(frac) < natoms:
+            cand = rng.uniform(0, 1, 3)
+            pos = cand @ box
+            ok = True
+            for f in frac:
+                d = (cand - f) - np.round(cand - f)
+                if np.linalg.norm(d @ box) < min_dist:
+                    ok = False
+                    break
+            if ok:
+                frac.append(cand)
+        coords.append(np.array(frac) @ box)
+        boxes.append(box.ravel())
+    atype = np.arange(natoms) % ntypes
+    rng.shuffle(atype)
+    return np.array(coords), atype, np.array(boxes)
