@@ -28,10 +28,14 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def get_backend(name: str):
-    """The adapter object of backend ``name`` (imports its framework on first use)."""
+def get_backend(name: str, device=None):
+    """The adapter object of backend ``name`` on ``device`` (imports its framework on first use).
+
+    Backend objects are created once per (name, device); creating one applies the backend's
+    numerical settings (e.g. JAX x64), recorded in ``backend.settings``.
+    """
     key = canonical_name(name)
-    if key not in _CACHE:
+    if (key, device) not in _CACHE:
         framework, extra = BACKENDS[key]
         try:
             importlib.import_module(framework)
@@ -39,5 +43,5 @@ def get_backend(name: str):
             hint = f'pip install "dpcore[{extra}]"' if extra else "pip install numpy"
             raise ImportError(f"backend {key!r} needs the {framework!r} package, which is not installed: {hint}") from e
         module = importlib.import_module(f"dpcore.backends.{key}")
-        _CACHE[key] = module.BACKEND
-    return _CACHE[key]
+        _CACHE[(key, device)] = module.BACKEND_CLASS(device)
+    return _CACHE[(key, device)]

@@ -1,4 +1,19 @@
-"""The adapter contract shared by every backend."""
+"""The adapter contract shared by every backend.
+
+A backend adapter supplies only what differs between frameworks:
+
+* ``namespace()``: the array-API namespace (array-api-compat's, or a shim registered with
+  :func:`dpcore.xp.register_namespace` for TensorFlow / Paddle);
+* ``asarray(np_array)`` / ``to_numpy(x)``: conversion keeping the dtype, placing arrays on
+  ``self.device``; framework arrays passed to ``asarray`` are returned unchanged (never detached);
+* ``value_and_grad(f, argnums=(0,), has_aux=False, create_graph=False)``: JAX semantics,
+  ``g(*args) -> (value, grads)`` or ``((value, aux), grads)``, ``grads`` a tuple aligned with
+  ``argnums``, each mirroring its argument's pytree (nested dicts/lists of arrays);
+  ``create_graph`` keeps the graph for a second differentiation (torch/paddle/tf);
+* ``jit(f)``: compiled version of ``f`` where the framework has one (identity otherwise);
+* ``capabilities``: data (documented support table); ``settings``: numerical settings applied
+  explicitly when the backend object is created (never at import), recorded for reports.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +21,12 @@ import numpy as np
 
 
 class Backend:
-    """A backend: array namespace, NumPy conversion, device placement, gradients, jit, capabilities.
-
-    Subclasses set ``name`` and implement :meth:`asarray` / :meth:`to_numpy`; autodiff backends
-    add ``value_and_grad``.  ``capabilities`` is data (documented support table).
-    """
-
     name = "base"
     capabilities: dict = {}
 
     def __init__(self, device=None):
         self.device = device
+        self.settings: dict = {}
 
     def namespace(self):
         raise NotImplementedError
@@ -27,14 +37,20 @@ class Backend:
     def to_numpy(self, x) -> np.ndarray:
         raise NotImplementedError
 
+    def value_and_grad(self, f, argnums=(0,), has_aux=False, create_graph=False):
+        raise NotImplementedError(f"backend {self.name!r} has no automatic differentiation")
+
+    def jit(self, f):
+        return f
+
     def tree_asarray(self, tree):
         """Convert a nested dict/list of NumPy arrays (None and Python scalars kept) to framework arrays."""
         if isinstance(tree, dict):
             return {k: self.tree_asarray(v) for k, v in tree.items()}
         if isinstance(tree, (list, tuple)):
             return type(tree)(self.tree_asarray(v) for v in tree)
-        if isinstance(tree, np.ndarray):
-            return self.asarray(tree)
+        if isinstance(tree, (np.ndarray, np.generic)):
+            return self.asarray(np.asarray(tree))
         return tree
 
     def tree_to_numpy(self, tree):
@@ -46,8 +62,12 @@ class Backend:
             return tree
         return self.to_numpy(tree)
 
-    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False):
-        """Energy-model outputs (SPEC 6.5) with the core's analytic derivatives."""
+    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic"):
+        """Energy-model outputs (SPEC 6.5); ``force_mode`` "analytic" (core backward) or "autodiff"."""
         from dpcore.model import energy
 
-        return energy.forward(cfg, params, inputs, blocks, atomic_virial=atomic_virial)
+        if force_mode == "analytic":
+            return energy.forward(cfg, params, inputs, blocks, atomic_virial=atomic_virial)
+        if force_mode == "autodiff":
+            return energy.forward_autodiff(cfg, params, inputs, self.value_and_grad, blocks, atomic_virial=atomic_virial)
+        raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")

@@ -22,4 +22,4 @@ class NumpyBackend(Backend):
         return np.asarray(x)
 
 
-BACKEND = NumpyBackend()
+BACKEND_CLASS = NumpyBackend
