@@ -1,0 +1,36 @@
+"""``dpcore`` command line: one sub-command per module, each imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command -> (module with add_arguments(parser) and main(args) -> int, help)
+COMMANDS = {
+    "conformance": ("dpcore.conformance.cli", "cross-backend conformance suite (one process per backend)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dpcore", description="DeePMD-style energy models on any array-API backend")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.main(args) or 0)
+    except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as e:
+        print(f"dpcore {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
