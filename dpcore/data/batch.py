@@ -1,0 +1,168 @@
+"""Drawing batches from several systems (SPEC 10.2-10.5).
+
+Each step draws one system with probability ``probs`` and hands out the next
+``batch_size`` frames of that system's shuffled frame order (reshuffled when
+it is exhausted; the last batch of a pass can be smaller, as PyTorch's
+``DataLoader(drop_last=False)``).  Everything is driven by NumPy generators
+spawned from one ``seed``: the same seed gives the same batches, and the
+state can be saved and restored (:meth:`BatchSampler.get_state`).
+
+A batch is a plain dict of NumPy arrays (``nf`` frames, ``nloc`` atoms)::
+
+    coord (nf, nloc, 3) Å   atype (nf, nloc) int64   box (nf, 9) Å or None
+    natoms (nf, 2 + ntypes) int64 = [nloc, nloc, count of type 0, ...]
+    labels/inputs of dpcore.data.labels (energy (nf, 1), force (nf, nloc, 3), ...)
+    find_<name> float (1.0 label present, 0.0 filled with its default)
+    nlist (nf, nloc, nnei), mapping (nf, nall), shift (nf, nall, 3)   [with a nlist cache]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .labels import LabelSpec
+from .nlist_cache import NeighborListCache
+from .sampling import parse_batch_size, system_probabilities
+from .store import find_systems
+from .system import DeepmdSystem
+
+__all__ = ["BatchSampler", "load_systems"]
+
+
+def load_systems(
+    systems: str | Sequence[str],
+    type_map: Sequence[str] | None = None,
+    labels: Sequence[LabelSpec] | None = None,
+    rglob_patterns: Sequence[str] | None = None,
+) -> list[DeepmdSystem]:
+    """Find (recursively) and load every system of ``training_data.systems``."""
+    stores = find_systems(systems, list(rglob_patterns) if rglob_patterns else None)
+    return [DeepmdSystem(st, type_map=type_map, labels=labels) for st in stores]
+
+
+class BatchSampler:
+    """Weighted random batches over systems.
+
+    Parameters
+    ----------
+    systems : list of DeepmdSystem
+    batch_size : int, list, ``"auto[:N]"``, ``"max:N"``, ``"filter:N"`` (SPEC 10.2)
+    auto_prob : ``"prob_sys_size"`` (default), ``"prob_uniform"`` or
+        ``"prob_sys_size;a:b:w;..."``
+    sys_probs : explicit per-system probabilities (negative entries share the rest)
+    seed : int or None (None: fresh entropy, not reproducible)
+    nlist : a :class:`NeighborListCache` or a callable ``make_nlist(coord, atype, box)``;
+        when given, batches carry ``nlist``/``mapping``/``shift``.
+    """
+
+    def __init__(
+        self,
+        systems: Sequence[DeepmdSystem],
+        batch_size: int | Sequence[int] | str = "auto",
+        auto_prob: str = "prob_sys_size",
+        sys_probs: Sequence[float] | None = None,
+        seed: int | None = None,
+        nlist: NeighborListCache | Callable | None = None,
+    ):
+        systems = list(systems)
+        if not systems:
+            raise ValueError("BatchSampler: no systems given")
+        sizes, kept = parse_batch_size(batch_size, [s.natoms for s in systems])
+        self.systems = [systems[i] for i in kept]
+        self.dropped = [systems[i].path for i in range(len(systems)) if i not in kept]
+        self.batch_sizes = sizes
+        self.nbatches = [math.ceil(s.nframes / b) for s, b in zip(self.systems, sizes)]
+        if sys_probs is not None and len(sys_probs) == len(systems) and len(kept) < len(systems):
+            sys_probs = [sys_probs[i] for i in kept]
+        self.probs = system_probabilities(self.nbatches, auto_prob, sys_probs)
+        if nlist is not None and not isinstance(nlist, NeighborListCache):
+            nlist = NeighborListCache(nlist)
+        self.nlist_cache = nlist
+        self.seed = seed
+        seq = np.random.SeedSequence(seed)
+        kids = seq.spawn(len(self.systems) + 2)
+        self._rng = np.random.default_rng(kids[0])
+        self._stat_seed = kids[1]
+        self._sys_rng = [np.random.default_rng(k) for k in kids[2:]]
+        self._order: list[np.ndarray | None] = [None] * len(self.systems)
+        self._pos = [0] * len(self.systems)
+        self.last_system: int | None = None
+        self.last_frames: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        """Batches in one pass over all systems (``sum(nbatches)``)."""
+        return int(sum(self.nbatches))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return self.next_batch()
+
+    def _next_frames(self, isys: int) -> np.ndarray:
+        n, bs = self.systems[isys].nframes, self.batch_sizes[isys]
+        if self._order[isys] is None or self._pos[isys] >= n:
+            self._order[isys] = self._sys_rng[isys].permutation(n)
+            self._pos[isys] = 0
+        p = self._pos[isys]
+        self._pos[isys] = p + bs
+        return self._order[isys][p : p + bs]
+
+    def make_batch(self, isys: int, frames: Sequence[int]) -> dict:
+        """Batch of the given frames of system ``isys`` (with nlist if a cache is attached)."""
+        system = self.systems[isys]
+        batch = system.get_batch(frames)
+        if self.nlist_cache is not None:
+            batch.update(self.nlist_cache.batch(system, frames))
+        return batch
+
+    def next_batch(self) -> dict:
+        """Draw a system, then return its next batch."""
+        isys = int(self._rng.choice(len(self.systems), p=self.probs))
+        frames = self._next_frames(isys)
+        self.last_system, self.last_frames = isys, frames
+        return self.make_batch(isys, frames)
+
+    def take(self, n: int) -> list[dict]:
+        """The next ``n`` batches (validation uses ``numb_btch``)."""
+        return [self.next_batch() for _ in range(int(n))]
+
+    def stat_batches(self, data_stat_nbatch: int = 10) -> list[dict]:
+        """One batch per system holding its statistics frames (SPEC 10.5).
+
+        The frames are the first ``min(data_stat_nbatch, nbatches)`` batches of a fresh
+        shuffle of each system, drawn from a generator fixed by ``seed`` and
+        independent of how many training batches were drawn.
+        """
+        from ..label_stat import sample_stat_frames
+
+        frames = sample_stat_frames(
+            [s.nframes for s in self.systems], self.batch_sizes, data_stat_nbatch,
+            np.random.default_rng(self._stat_seed),
+        )
+        return [self.make_batch(i, f) for i, f in enumerate(frames)]
+
+    def get_state(self) -> dict:
+        """JSON-serialisable sampler state (generators, shuffles, positions)."""
+        return {
+            "rng": self._rng.bit_generator.state,
+            "sys_rng": [g.bit_generator.state for g in self._sys_rng],
+            "order": [None if o is None else o.tolist() for o in self._order],
+            "pos": list(self._pos),
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state` (same systems and batch sizes)."""
+        if len(state["pos"]) != len(self.systems):
+            raise ValueError(
+                f"sampler state has {len(state['pos'])} systems; this sampler has "
+                f"{len(self.systems)}"
+            )
+        self._rng.bit_generator.state = state["rng"]
+        for g, s in zip(self._sys_rng, state["sys_rng"]):
+            g.bit_generator.state = s
+        self._order = [None if o is None else np.asarray(o, dtype=np.int64) for o in state["order"]]
+        self._pos = list(state["pos"])
