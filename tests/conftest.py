@@ -3,4 +3,16 @@ imported after tensorflow); tests/test_isolated.py launches them.  Set DPCORE_IS
 
 import os
 
+
 collect_ignore = [] if os.environ.get("DPCORE_ISOLATED") else ["isolated"]
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sel_overflow_warnings():
+    """The sel-overflow warning is once per process; each test starts with a clean record."""
+    from dpcore.nlist import reset_sel_overflow_warnings
+
+    reset_sel_overflow_warnings()
+    yield
