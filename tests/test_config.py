@@ -372,3 +372,19 @@ def test_label_specs_from_config():
     specs = {s.name: s for s in label_specs_from_config(normalize_config(d))}
     assert (specs["fparam"].ndof, specs["fparam"].must) == (2, True)
     assert (specs["aparam"].ndof, specs["aparam"].must) == (1, True) and not specs["spin"].must
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/work/shared/data"),
+                    reason="reference data /work/shared/data is absent")
+def test_samplers_from_spin_example():
+    from dpcore.data import samplers_from_config
+
+    # the example's "../data_reformat/data_i" is "nio_spin/data_i" in the shared data
+    cfg = normalize_config(edited(SPIN_TORCH, lambda d: (
+        d["training"]["training_data"].update(systems=["../data_0", "../data_1"]),
+        d["training"]["validation_data"].update(systems=["../data_2"]))))
+    train, valid = samplers_from_config(cfg, root="/work/shared/data/nio_spin/se_e2_a")
+    assert [s.nframes for s in train.systems] == [60, 60] and train.batch_sizes == [3, 3]
+    assert valid.numb_btch == 3 and [s.nframes for s in valid.systems] == [31]
+    batches = valid.take(valid.numb_btch)
+    assert all(b["find_spin"] == 1.0 and b["spin"].shape == (1, 32, 3) for b in batches)

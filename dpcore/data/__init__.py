@@ -7,7 +7,7 @@ Host side, NumPy only (h5py imported lazily for .h5 systems).
 >>> batch = sampler.next_batch()        # dict of NumPy arrays, see dpcore.data.batch
 """
 
-from .batch import BatchSampler, load_systems
+from .batch import BatchSampler, load_systems, samplers_from_config
 from .labels import STANDARD_LABELS, LabelSpec, label_specs, label_specs_from_config
 from .nlist_cache import NeighborListCache
 from .sampling import parse_batch_size, process_sys_probs, prob_sys_size_ext, system_probabilities
@@ -30,5 +30,6 @@ __all__ = [
     "parse_batch_size",
     "prob_sys_size_ext",
     "process_sys_probs",
+    "samplers_from_config",
     "system_probabilities",
 ]

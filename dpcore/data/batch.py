@@ -29,7 +29,7 @@ from .sampling import parse_batch_size, system_probabilities
 from .store import find_systems
 from .system import DeepmdSystem
 
-__all__ = ["BatchSampler", "load_systems"]
+__all__ = ["BatchSampler", "load_systems", "samplers_from_config"]
 
 
 def load_systems(
@@ -166,3 +166,43 @@ class BatchSampler:
             g.bit_generator.state = s
         self._order = [None if o is None else np.asarray(o, dtype=np.int64) for o in state["order"]]
         self._pos = list(state["pos"])
+
+
+def samplers_from_config(
+    config: dict,
+    nlist: NeighborListCache | Callable | None = None,
+    root: str | None = None,
+) -> tuple[BatchSampler, BatchSampler | None]:
+    """Training and validation samplers of a normalised input (:func:`dpcore.config.normalize_config`).
+
+    Systems are loaded with the model ``type_map`` and the labels the model/loss needs
+    (:func:`~dpcore.data.labels.label_specs_from_config`); relative system paths are taken
+    from ``root`` when given.  The validation sampler (or None) carries ``numb_btch``;
+    both share one neighbour-list cache.  Seeds: ``training.seed`` and ``seed + 1``.
+    """
+    import os
+
+    from .labels import label_specs_from_config
+
+    type_map = config["model"]["type_map"]
+    labels = label_specs_from_config(config)
+    tr = config["training"]
+    seed = tr.get("seed")
+    if nlist is not None and not isinstance(nlist, NeighborListCache):
+        nlist = NeighborListCache(nlist)
+
+    def build(sec: dict, sseed):
+        paths = sec["systems"]
+        if root is not None:
+            paths = [paths] if isinstance(paths, str) else paths
+            paths = [os.path.normpath(os.path.join(root, p)) for p in paths]
+        systems = load_systems(paths, type_map, labels, sec.get("rglob_patterns"))
+        return BatchSampler(systems, sec["batch_size"], sec["auto_prob"], sec["sys_probs"],
+                            seed=sseed, nlist=nlist)
+
+    train = build(tr["training_data"], seed)
+    valid = None
+    if tr.get("validation_data") is not None:
+        valid = build(tr["validation_data"], None if seed is None else seed + 1)
+        valid.numb_btch = tr["validation_data"]["numb_btch"]
+    return train, valid
