@@ -656,3 +656,14 @@ def write_normalized(d: dict, path: str | os.PathLike, source: str | os.PathLike
     norm.source_path = None if src is None else str(Path(src).resolve())
     target.write_text(json.dumps(norm, indent=4) + "\n")
     return norm
+
+
+def normalize_model(model: dict) -> dict:
+    """Validated ``model`` section with every default filled (same rules and messages as :func:`normalize_config`)."""
+    if not isinstance(model, dict):
+        raise ConfigError(f"model: expected a dict (JSON object), got {_short(model)}")
+    wrapper = {"model": model, "learning_rate": {"start_lr": 1e-3, "stop_lr": 1e-8},
+               "training": {"training_data": {"systems": "(none)"}, "numb_steps": 1}}  # data are not read here
+    if "spin" in model:
+        wrapper["loss"] = {"type": "ener_spin"}
+    return dict(normalize_config(wrapper)["model"])

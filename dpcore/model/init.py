@@ -20,6 +20,9 @@ def validate(cfg) -> None:
     """Checks that need the whole model config (clear errors before any array is built)."""
     d, f = cfg["descriptor"], cfg["fitting_net"]
     ntypes = len(cfg["type_map"])
+    if isinstance(d["sel"], str):
+        raise ValueError(f"model/descriptor/sel is {d['sel']!r}: it is resolved from the training data by `dpcore train` "
+                         "(see `dpcore neighbor-stat`); give one integer per type to build a model directly")
     if len(d["sel"]) != ntypes:
         raise ValueError(f"model/descriptor/sel has {len(d['sel'])} entries but type_map has {ntypes} types")
     if not d["rcut_smth"] < d["rcut"]:
