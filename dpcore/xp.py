@@ -44,7 +44,7 @@ def namespace_name(xp) -> str:
     return getattr(xp, "__name__", type(xp).__name__)
 
 
-def _device(xp, x):
+def device_of(xp, x):
     """Device of ``x`` (shims may provide ``dpcore_device``)."""
     native = getattr(xp, "dpcore_device", None)
     return native(x) if native is not None else array_api_compat.device(x)
@@ -72,7 +72,7 @@ def segment_sum(xp, values, index, num_segments: int):
         out = xp.zeros((num_segments, values.shape[1]), dtype=values.dtype)
         return out.at[index].add(values)
     # pure-standard fallback: one-hot matrix product, O(m * num_segments) memory
-    seg = xp.arange(num_segments, dtype=index.dtype, device=_device(xp, index))
+    seg = xp.arange(num_segments, dtype=index.dtype, device=device_of(xp, index))
     onehot = xp.astype(index[None, :] == seg[:, None], values.dtype)
     return onehot @ values
 
@@ -80,7 +80,7 @@ def segment_sum(xp, values, index, num_segments: int):
 def scatter_to_atoms(xp, values, index, natoms: int):
     """Per-frame scatter-add: values (nf, m, c), index (nf, m) in [0, natoms) -> (nf, natoms, c)."""
     nf, m, c = values.shape
-    offset = xp.reshape(xp.arange(nf, dtype=index.dtype, device=_device(xp, index)) * natoms, (nf, 1))
+    offset = xp.reshape(xp.arange(nf, dtype=index.dtype, device=device_of(xp, index)) * natoms, (nf, 1))
     flat = segment_sum(xp, xp.reshape(values, (nf * m, c)), xp.reshape(index + offset, (nf * m,)), nf * natoms)
     return xp.reshape(flat, (nf, natoms, c))
 
@@ -90,7 +90,7 @@ def gather_rows(xp, x, index):
     nf, n = x.shape[0], x.shape[1]
     rest = tuple(x.shape[2:])
     idx_shape = tuple(index.shape[1:])
-    offset = xp.arange(nf, dtype=index.dtype, device=_device(xp, index)) * n
+    offset = xp.arange(nf, dtype=index.dtype, device=device_of(xp, index)) * n
     offset = xp.reshape(offset, (nf,) + (1,) * len(idx_shape))
     flat_idx = xp.reshape(index + offset, (-1,))
     out = xp.take(xp.reshape(x, (nf * n,) + rest), flat_idx, axis=0)

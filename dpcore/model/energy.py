@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..descriptor import se_e2_a
 from ..fitting import energy as fitting
 from ..pairs import pair_vectors
-from ..xp import namespace, scatter_to_atoms
+from ..xp import device_of, namespace, scatter_to_atoms
 
 _PRECISION = {"default": "float64", "double": "float64", "float64": "float64", "single": "float32",
               "float32": "float32", "half": "float16", "float16": "float16", "bfloat16": "bfloat16"}
@@ -53,7 +53,7 @@ def atomic_energy(cfg, params, rij, inputs, blocks=None):
     D, dcache = se_e2_a.forward(dcfg, params["descriptor"], xp.astype(rij, ddt), inputs, blocks)
     fparam = inputs.get("fparam")
     if fparam is None and fcfg.get("numb_fparam", 0) > 0 and fcfg.get("default_fparam") is not None:
-        fparam = xp.broadcast_to(xp.asarray(fcfg["default_fparam"], dtype=fdt), (rij.shape[0], fcfg["numb_fparam"]))
+        fparam = xp.broadcast_to(xp.asarray(fcfg["default_fparam"], dtype=fdt, device=device_of(xp, rij)), (rij.shape[0], fcfg["numb_fparam"]))
     e, fcache = fitting.forward(fcfg, params["fitting"], xp.astype(D, fdt), inputs["centre_type"],
                                 fparam, inputs.get("aparam"), blocks)
     e = xp.astype(e[..., 0], xp.float64)

@@ -1,0 +1,102 @@
+"""Descriptor statistics from data (host side, NumPy): env-matrix ``davg``/``dstd`` (SPEC 2.4) and ``sel: "auto"``.
+
+Statistics are accumulated in float64 as ``(number, sum, squared_sum)`` per type for the radial
+column and for the three angular columns pooled, counting every neighbour slot of every centre of
+that type (empty slots are zeros).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .env_mat import env_mat
+from .nlist import build_neighbor_list, neighbor_stat
+from .pairs import pair_inputs, pair_vectors
+
+STD_FLOOR = 1e-2  # fixed protection of SPEC 2.4 (not data_stat_protect)
+STD_ABSENT = 0.1  # std of a type absent from the sampled data
+
+
+def raw_env_mat(model_cfg: dict, coord, atype, box) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (davg=0, dstd=1) environment matrix with descriptor exclusions applied.
+
+    coord (nf, nloc, 3) Å, atype (nf, nloc), box (nf, 9) or None.
+    Returns R (nf, nloc, nnei, 4) float64 (1/Å) and the centre types (nf, nloc) (-1 = padding).
+    """
+    d = model_cfg["descriptor"]
+    ntypes = len(model_cfg["type_map"])
+    atype = np.asarray(atype)
+    nl = build_neighbor_list(coord, atype, box, d["rcut"], d["sel"], model_cfg.get("pair_exclude_types", ()))
+    pairs = pair_inputs(nl, atype, ntypes, d.get("exclude_types", ()))
+    b = None if box is None else np.asarray(box, dtype=np.float64).reshape(-1, 3, 3)
+    rij = pair_vectors(np.asarray(coord, dtype=np.float64), b, pairs)
+    R, _ = env_mat(rij, pairs["nlist_mask"], d["rcut"], d["rcut_smth"], d.get("env_protection", 0.0))
+    if "exclude_mask" in pairs:
+        R = R * pairs["exclude_mask"][..., None]
+    return R, atype
+
+
+def accumulate(model_cfg: dict, batches) -> np.ndarray:
+    """Sums over batches: (ntypes, 2, 3) float64 ``[type][r|a][number, sum, squared_sum]``."""
+    ntypes = len(model_cfg["type_map"])
+    acc = np.zeros((ntypes, 2, 3))
+    for batch in batches:
+        R, atype = raw_env_mat(model_cfg, batch["coord"], batch["atype"], batch.get("box"))
+        for t in range(ntypes):
+            rows = R[atype == t]  # (n_t, nnei, 4)
+            for k, vals in enumerate((rows[..., 0], rows[..., 1:4])):
+                acc[t, k] += (vals.size, vals.sum(), np.square(vals).sum())
+    return acc
+
+
+def mean_std(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(avg, std) arrays of shape (ntypes, 2) from :func:`accumulate` sums, with the protections of SPEC 2.4."""
+    n, s, ss = acc[..., 0], acc[..., 1], acc[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        avg = np.where(n > 0, s / np.maximum(n, 1), 0.0)
+        std = np.where(n > 0, np.sqrt(np.maximum(ss / np.maximum(n, 1) - avg * avg, 0.0)), STD_ABSENT)
+    return avg, np.where(np.abs(std) < STD_FLOOR, STD_FLOOR, std)
+
+
+def descriptor_stats(model_cfg: dict, batches) -> tuple[np.ndarray, np.ndarray]:
+    """``davg``, ``dstd`` (ntypes, nnei, 4) float64 from the statistics batches (dicts with coord, atype, box)."""
+    d = model_cfg["descriptor"]
+    ntypes, nnei = len(model_cfg["type_map"]), sum(d["sel"])
+    avg, std = mean_std(accumulate(model_cfg, batches))
+    davg = np.zeros((ntypes, nnei, 4))
+    if not d.get("set_davg_zero", False):
+        davg[..., 0] = avg[:, 0:1]
+    dstd = np.empty((ntypes, nnei, 4))
+    dstd[..., 0] = std[:, 0:1]
+    dstd[..., 1:] = std[:, 1, None, None]
+    return davg, dstd
+
+
+def auto_sel(max_nbor, factor: float = 1.1) -> list[int]:
+    """``sel_t = 4 * ceil(int(max_t * factor) / 4)`` (DeePMD-kit's ``sel: "auto:factor"``)."""
+    return [4 * ((int(m * factor) + 3) // 4) for m in np.asarray(max_nbor).tolist()]
+
+
+def parse_auto_sel(sel) -> float | None:
+    """Factor of ``"auto"``/``"auto:f"``, or None when ``sel`` is a list."""
+    if isinstance(sel, str):
+        if sel == "auto":
+            return 1.1
+        if sel.startswith("auto:"):
+            try:
+                return float(sel.split(":", 1)[1])
+            except ValueError:
+                pass
+        raise ValueError(f"model/descriptor/sel: expected a list of ints, 'auto' or 'auto:<factor>', got {sel!r}")
+    return None
+
+
+def data_neighbor_stat(systems, rcut: float, ntypes: int) -> tuple[float, np.ndarray]:
+    """Min pair distance (Å) and max neighbours per type within ``rcut`` over all frames of all systems."""
+    min_dist, max_nbor = math.inf, np.zeros(ntypes, dtype=np.int64)
+    for s in systems:
+        dmin, nmax = neighbor_stat(s.coord, s.atype, s.box, rcut, ntypes)
+        min_dist, max_nbor = min(min_dist, dmin), np.maximum(max_nbor, nmax)
+    return min_dist, max_nbor
