@@ -1,0 +1,135 @@
+"""TensorFlow backend: the core on ``tf.Tensor`` through the shim :mod:`dpcore.backends.tf_namespace`.
+
+* gradients: ``tf.GradientTape`` over pytrees (nested dicts / lists / tuples of tensors);
+* ``jit``: ``tf.function`` (graph mode; pass ``jit_compile=True`` for XLA);
+* devices: ``None`` (TF's placement), ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"cuda:0"`` or a TF device
+  string such as ``"/GPU:0"``;
+* settings applied when the backend object is created: TensorFloat-32 matmuls off (float32 stays
+  float32 on Ampere+ GPUs).  Threads are left alone; TF's oneDNN CPU kernels are controlled by the
+  environment variable ``TF_ENABLE_ONEDNN_OPTS`` (read at import, recorded in ``settings``).
+  NumPy behaviour (``experimental_enable_numpy_behavior``, global) is never enabled.
+* ``use_default_pf`` is not supported (DeePMD-kit's TensorFlow backend has no per-atom prefactor default).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from . import tf_namespace
+from dpcore.xp import register_namespace
+
+from .base import Backend
+
+_ARRAY_TYPES = (tf.Tensor, tf.Variable)
+
+
+def tf_device_name(device) -> str | None:
+    """TF device string for ``None`` / ``"cpu"`` / ``"gpu:1"`` / ``"cuda:0"`` / ``"/GPU:0"``."""
+    if device is None or str(device) == "":
+        return None
+    name = str(device)
+    if name.startswith("/"):
+        return name
+    kind, _, index = name.lower().partition(":")
+    kind = {"cuda": "gpu"}.get(kind, kind)
+    if kind not in ("cpu", "gpu") or (index and not index.isdigit()):
+        raise ValueError(f"tensorflow backend: unknown device {device!r}; use 'cpu', 'gpu', 'gpu:N' or '/GPU:N'")
+    return f"/{kind.upper()}:{index or 0}"
+
+
+def _leaves(tree, out):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            _leaves(v, out)
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            _leaves(v, out)
+    else:
+        out.append(tree)
+    return out
+
+
+def _rebuild(tree, it):
+    if isinstance(tree, dict):
+        return {k: _rebuild(v, it) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_rebuild(v, it) for v in tree)
+    return next(it)
+
+
+def _differentiable(leaf) -> bool:
+    return isinstance(leaf, _ARRAY_TYPES) and leaf.dtype.is_floating
+
+
+class TensorFlowBackend(Backend):
+    name = "tensorflow"
+    capabilities = {"autodiff": True, "jit": True, "use_default_pf": False, "devices": ["cpu", "gpu"],
+                    "float32": True, "float64": True}
+
+    def __init__(self, device=None):
+        super().__init__(device)
+        self.tf_device = tf_device_name(device)
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        for array_type in _ARRAY_TYPES:
+            register_namespace(array_type, tf_namespace)
+        self.settings = {
+            "tensorflow_version": tf.__version__,
+            "tensor_float_32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+            "numpy_behavior": False,
+            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPUs)"),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "device": self.tf_device or "default placement",
+        }
+
+    def namespace(self):
+        return tf_namespace
+
+    def asarray(self, x):
+        if isinstance(x, _ARRAY_TYPES):
+            return x
+        with tf_namespace._on(self.tf_device):
+            return tf.constant(np.asarray(x))
+
+    def to_numpy(self, x) -> np.ndarray:
+        if isinstance(x, _ARRAY_TYPES):
+            return np.asarray(x.numpy())
+        return np.asarray(x)
+
+    def value_and_grad(self, f, argnums=(0,), has_aux=False, create_graph=False):
+        """``g(*args) -> (value, grads)`` (or ``((value, aux), grads)``) with ``tf.GradientTape``.
+
+        ``grads`` mirrors each differentiated argument's pytree (None for non-float leaves).  TF records
+        a gradient computation on every enclosing tape, so the gradients are differentiable whenever an
+        outer tape watches their inputs (``create_graph=True`` is the documented way to rely on it; with
+        ``False`` they are not cut either, since cutting would turn a second derivative into silent zeros).
+        """
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+        def g(*args):
+            args = list(args)
+            for i in nums:
+                args[i] = self.tree_asarray(args[i])
+            leaves = [_leaves(args[i], []) for i in nums]
+            sources = [leaf for ls in leaves for leaf in ls if _differentiable(leaf)]
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(sources)
+                out = f(*args)
+            value = out[0] if has_aux else out
+            flat = tape.gradient(value, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            flat = iter([tf.convert_to_tensor(gr) for gr in flat])  # IndexedSlices (from gather) -> dense
+            grads = tuple(_rebuild(args[i], iter([next(flat) if _differentiable(leaf) else None for leaf in ls]))
+                          for i, ls in zip(nums, leaves))
+            return out, (grads[0] if isinstance(argnums, int) else grads)
+
+        return g
+
+    def jit(self, f, **kwargs):
+        """``tf.function(f, **kwargs)``: traced once per input signature (static shapes, Python args by value)."""
+        return tf.function(f, **kwargs)
+
+
+BACKEND_CLASS = TensorFlowBackend
