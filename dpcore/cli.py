@@ -9,6 +9,7 @@ import sys
 # sub-command -> (module with add_arguments(parser) and main(args) -> int, help)
 COMMANDS = {
     "conformance": ("dpcore.conformance.cli", "cross-backend conformance suite (one process per backend)"),
+    "neighbor-stat": ("dpcore.cli_neighbor_stat", "min pair distance and max neighbours per type of a data set"),
 }
 
 
