@@ -1,0 +1,112 @@
+"""Output kinds: what one backend process computes for one case.
+
+A kind is one function ``compute(ctx) -> {output name: array}`` and one entry in :data:`KINDS`,
+made by the :func:`output_kind` decorator::
+
+    @output_kind("loss", outputs=("loss", "rmse_e", "rmse_f"))
+    def loss(ctx):
+        ...
+        return {"loss": value, ...}
+
+* ``outputs``: the output names, in report order;
+* ``reference``: the kind of the NumPy reference run these outputs are compared with (default: the
+  kind itself), e.g. autodiff forces are compared with NumPy's analytic forces;
+* ``requires``: backend capabilities (``backend.capabilities[name]`` true) the kind needs; a backend
+  without them does not compute the kind, and the report does not expect it.
+
+Arrays returned may be framework arrays; the worker converts them with ``backend.to_numpy`` and undoes
+the type sorting of the atoms.  Saved keys are ``"<kind>.<output>"``.
+This module imports no framework: ``ctx.backend`` is the adapter object the worker created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class CaseContext:
+    """Everything a kind needs: the adapter, the model (NumPy parameters in ``model.params``), the
+    parameters and prepared inputs as backend arrays, the atom blocks of :func:`dpcore.infer.prepare`."""
+
+    backend: object
+    model: object
+    params: dict
+    inputs: dict
+    blocks: object
+    case: dict
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    name: str
+    compute: Callable[[CaseContext], dict]
+    outputs: tuple
+    reference: str
+    requires: tuple
+
+    def applies_to(self, capabilities: dict) -> bool:
+        return all(bool(capabilities.get(c, False)) for c in self.requires)
+
+
+KINDS: dict[str, OutputKind] = {}
+
+
+def output_kind(name: str, *, outputs, reference: str | None = None, requires=()):
+    """Register ``compute`` as output kind ``name`` (see module docstring)."""
+
+    def register(compute):
+        KINDS[name] = OutputKind(name, compute, tuple(outputs), reference or name, tuple(requires))
+        return compute
+
+    return register
+
+
+MODEL_OUTPUTS = ("atom_energy", "energy", "force", "virial", "atom_virial")
+
+
+@output_kind("descriptor", outputs=("descriptor",))
+def descriptor(ctx: CaseContext) -> dict:
+    """se_e2_a descriptor D (nf, nloc, ng * axis_neuron), in the descriptor precision."""
+    from dpcore.descriptor import se_e2_a
+    from dpcore.model.energy import precision_name
+    from dpcore.pairs import pair_vectors
+    from dpcore.xp import namespace
+
+    dcfg = ctx.model.config["descriptor"]
+    coord = ctx.inputs["coord"]
+    xp = namespace(coord)
+    rij = pair_vectors(coord, ctx.inputs.get("box"), ctx.inputs)
+    rij = xp.astype(rij, getattr(xp, precision_name(dcfg["precision"])))
+    D, _ = se_e2_a.forward(dcfg, ctx.params["descriptor"], rij, ctx.inputs, ctx.blocks)
+    return {"descriptor": D}
+
+
+def _model_outputs(ctx: CaseContext, force_mode: str) -> dict:
+    out = ctx.backend.model_forward(ctx.model.config, ctx.params, ctx.inputs, ctx.blocks,
+                                    atomic_virial=True, force_mode=force_mode)
+    missing = [k for k in MODEL_OUTPUTS if k not in out]
+    if missing:
+        raise KeyError(f"model_forward(force_mode={force_mode!r}) returned no {missing} (got {sorted(out)})")
+    return {k: out[k] for k in MODEL_OUTPUTS}
+
+
+@output_kind("analytic", outputs=MODEL_OUTPUTS)
+def analytic(ctx: CaseContext) -> dict:
+    """Energy-model outputs with the core's analytic derivatives (SPEC 6.5), atomic virial included."""
+    return _model_outputs(ctx, "analytic")
+
+
+@output_kind("autodiff", outputs=MODEL_OUTPUTS, reference="analytic", requires=("autodiff",))
+def autodiff(ctx: CaseContext) -> dict:
+    """The same outputs with forces and virials from the backend's automatic differentiation."""
+    return _model_outputs(ctx, "autodiff")
+
+
+def output_label(kind: str, output: str) -> str:
+    """Row label in the report: ``force`` for the analytic kind, ``force [autodiff]`` otherwise."""
+    if kind in ("analytic", output):
+        return output
+    return f"{output} [{kind}]"
