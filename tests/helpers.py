@@ -16,7 +16,7 @@ FD_TOL = 1e-8  # finite differences (central, h=1e-5 Å) vs analytic, relative t
 BASE = {
     "type_map": ["O", "H"],
     "descriptor": {
-        "type": "se_e2_a", "sel": [24, 24], "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8, 16], "axis_neuron": 4,
+        "type": "se_e2_a", "sel": [40, 40], "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8, 16], "axis_neuron": 4,
         "activation_function": "tanh", "resnet_dt": False, "type_one_side": False, "precision": "float64",
         "trainable": True, "seed": None, "exclude_types": [], "env_protection": 0.0, "set_davg_zero": False,
     },
