@@ -11,7 +11,7 @@ from dpcore.model.init import init_params
 
 # relative tolerances, keyed by dtype (never literals inside tests)
 TOL = {"float64": 1e-12, "float32": 1e-5}
-FD_TOL = 1e-8  # finite differences (central, h=1e-5 Å) vs analytic, relative to the force scale
+FD_TOL = 1e-8  # finite differences vs analytic, relative to the largest force (virial) component
 
 BASE = {
     "type_map": ["O", "H"],
