@@ -101,11 +101,17 @@ def get_activation(name: str | None):
     raise ValueError(f"unknown activation_function {name!r}; expected one of {allowed}")
 
 
+def _dense(xp, x, w):
+    """``x @ w`` for x (..., n) and w (n, m) as ONE 2-D matrix product (stacked small products are slow)."""
+    lead = tuple(x.shape[:-1])
+    return xp.reshape(xp.reshape(x, (-1, x.shape[-1])) @ w, lead + (w.shape[-1],))
+
+
 def layer_forward(layer, x, activation, resnet: bool):
     """One dense layer: x (..., n_in) -> y (..., n_out) and a cache for :func:`layer_vjp`."""
     xp = namespace(x)
     w = layer["w"]
-    z = x @ w
+    z = _dense(xp, x, w)
     if layer.get("b") is not None:
         z = z + layer["b"]
     y, dact = activation(xp, z)
@@ -115,8 +121,9 @@ def layer_forward(layer, x, activation, resnet: bool):
     n_in, n_out = w.shape
     if resnet and n_out == n_in:
         y = y + x
-    elif resnet and n_out == 2 * n_in:
-        y = y + xp.concat([x, x], axis=-1)
+    elif resnet and n_out == 2 * n_in:  # y + [x, x], without materialising [x, x]
+        lead = tuple(y.shape[:-1])
+        y = xp.reshape(xp.reshape(y, lead + (2, n_in)) + x[..., None, :], lead + (n_out,))
     return y, (dact, n_in, n_out)
 
 
@@ -127,7 +134,7 @@ def layer_vjp(layer, gy, cache, resnet: bool):
     gz = gy * dact()
     if layer.get("idt") is not None:
         gz = gz * layer["idt"]
-    gx = gz @ xp.matrix_transpose(layer["w"])
+    gx = _dense(xp, gz, xp.matrix_transpose(layer["w"]))
     if resnet and n_out == n_in:
         gx = gx + gy
     elif resnet and n_out == 2 * n_in:
