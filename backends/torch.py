@@ -1,0 +1,135 @@
+"""PyTorch backend: array-api-compat's torch namespace, ``torch.autograd`` gradients, device placement.
+
+Numerical settings applied when the backend object is created (recorded in ``settings``): TF32 off for
+CUDA matmuls and cuDNN, ``torch.set_float32_matmul_precision("highest")``, so float32 results agree
+with the other backends to ~1e-5.
+
+``jit`` is the identity unless ``DPCORE_TORCH_COMPILE=1`` is set when the backend is created, then it
+is ``torch.compile``.  Measured on CPU (1 thread, water-sized 192 atoms, sel [46, 92], fitting 3x240):
+compiled ``model_forward`` 78 ms vs 128 ms eager, same numbers (1e-15), but 53 s of compilation, and
+again for every new input shape; a compiled ``value_and_grad`` training step also works (60 s compile,
+1.6x faster steady).  Worth it only for long runs of fixed shapes, so it is opt-in.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import array_api_compat.torch as xtorch
+import numpy as np
+import torch
+
+from .base import Backend
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _leaves(v)
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from _leaves(v)
+    elif isinstance(tree, torch.Tensor):
+        yield tree
+
+
+def _map_tensors(fn, tree):
+    """Apply ``fn`` to every tensor of a nested dict/list/tuple (other leaves kept)."""
+    if isinstance(tree, dict):
+        return {k: _map_tensors(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map_tensors(fn, v) for v in tree)
+    return fn(tree) if isinstance(tree, torch.Tensor) else tree
+
+
+def _as_differentiable(x, create_graph: bool):
+    """The leaf that the gradient is taken with respect to (JAX semantics: only paths through the argument)."""
+    if not (x.is_floating_point() or x.is_complex()):
+        raise TypeError(f"value_and_grad: cannot differentiate with respect to a {x.dtype} array (floating point only)")
+    if create_graph and x.requires_grad:
+        return x.clone()  # a new node, still connected to the outer graph for a second differentiation
+    return x.detach().requires_grad_(True)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    capabilities = {"autodiff": True, "jit": False, "use_default_pf": True, "devices": ["cpu", "cuda"],
+                    "float32": True, "float64": True}
+
+    def __init__(self, device=None):
+        super().__init__(torch.device("cpu" if device is None else device))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"torch backend: device {str(self.device)!r} requested but CUDA is not available")
+        self.compile = os.environ.get("DPCORE_TORCH_COMPILE", "0").lower() in ("1", "true", "yes")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        self.settings = {
+            "torch_version": torch.__version__,
+            "device": str(self.device),
+            "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "jit": "torch.compile" if self.compile else "identity (set DPCORE_TORCH_COMPILE=1 for torch.compile)",
+        }
+
+    def namespace(self):
+        return xtorch
+
+    def asarray(self, x):
+        if isinstance(x, torch.Tensor):  # never detached (torch.asarray would detach)
+            return x if x.device == self.device else x.to(self.device)
+        x = np.asarray(x)
+        return torch.from_numpy(np.require(x, requirements=["C", "W"])).to(self.device)
+
+    def to_numpy(self, x):
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    def jit(self, f):
+        return torch.compile(f) if self.compile else f
+
+    def value_and_grad(self, f, argnums=(0,), has_aux=False, create_graph=False):
+        """``g(*args) -> (value, grads)`` by ``torch.autograd.grad``; grads mirror each argument's pytree.
+
+        Without ``create_graph`` the arguments are differentiated as detached copies and the value,
+        aux and grads are returned detached; with it, arguments already in a graph stay connected and
+        the grads can be differentiated again (double backward).
+        """
+        single = isinstance(argnums, int)
+        nums = (argnums,) if single else tuple(argnums)
+
+        def g(*args):
+            args = list(args)
+            for i in nums:
+                args[i] = _map_tensors(lambda x: _as_differentiable(x, create_graph), args[i])
+            with torch.enable_grad():
+                out = f(*args)
+                value, aux = out if has_aux else (out, None)
+                flat = [x for i in nums for x in _leaves(args[i])]
+                grads = torch.autograd.grad(value, flat, create_graph=create_graph, allow_unused=True)
+            grads = [torch.zeros_like(x) if gx is None else gx for x, gx in zip(flat, grads)]
+            it = iter(grads)
+            trees = tuple(_map_tensors(lambda _: next(it), args[i]) for i in nums)
+            if not create_graph:
+                value, aux = value.detach(), _map_tensors(torch.Tensor.detach, aux)
+            result = trees[0] if single else trees
+            return ((value, aux), result) if has_aux else (value, result)
+
+        return g
+
+    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic"):
+        """As :meth:`Backend.model_forward`; the autodiff forces keep their graph (``create_graph``) when a
+        parameter or input requires grad, so a loss on them can be differentiated w.r.t. the parameters."""
+        if force_mode == "autodiff" and torch.is_grad_enabled() and any(
+                x.requires_grad for x in _leaves((params, inputs))):
+            from dpcore.model import energy
+
+            vg = functools.partial(self.value_and_grad, create_graph=True)
+            return energy.forward_autodiff(cfg, params, inputs, vg, blocks, atomic_virial=atomic_virial)
+        return super().model_forward(cfg, params, inputs, blocks, atomic_virial=atomic_virial, force_mode=force_mode)
+
+
+BACKEND_CLASS = TorchBackend
