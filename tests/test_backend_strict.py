@@ -85,12 +85,14 @@ def test_strict_backend_contract():
     assert "array_api_strict_flags" in be.settings
 
 
-def test_strict_device_honoured():
+@pytest.mark.parametrize("name", ["two_side", "default_fparam"])
+def test_strict_device_honoured(name):
     import array_api_strict
 
-    model = _model("two_side")
+    model = _model(name) if name in MODELS else make_model(
+        descriptor=SEL, fitting={"numb_fparam": 2, "default_fparam": [0.5, 1.0], "atom_ener": [1.0, None]})
     coord, atype, box = random_system(**FRAMES)
-    inputs, blocks, _ = prepare(model, coord, atype, box)
+    inputs, blocks, _ = prepare(model, coord, atype, box)  # no fparam given: the default, created on the device
     ref = get_backend("numpy").model_forward(model.config, model.params, inputs, blocks)
     dev = array_api_strict.Device("device1")
     for device in (dev, "device1"):
