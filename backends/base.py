@@ -62,12 +62,19 @@ class Backend:
             return tree
         return self.to_numpy(tree)
 
-    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic"):
-        """Energy-model outputs (SPEC 6.5); ``force_mode`` "analytic" (core backward) or "autodiff"."""
+    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic",
+                      create_graph: bool = False):
+        """Energy-model outputs (SPEC 6.5); ``force_mode`` "analytic" (core backward) or "autodiff".
+
+        ``create_graph``: autodiff forces stay differentiable (for a force loss); the analytic path always is.
+        """
+        import functools
+
         from dpcore.model import energy
 
         if force_mode == "analytic":
             return energy.forward(cfg, params, inputs, blocks, atomic_virial=atomic_virial)
         if force_mode == "autodiff":
-            return energy.forward_autodiff(cfg, params, inputs, self.value_and_grad, blocks, atomic_virial=atomic_virial)
+            vg = functools.partial(self.value_and_grad, create_graph=create_graph)
+            return energy.forward_autodiff(cfg, params, inputs, vg, blocks, atomic_virial=atomic_virial)
         raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")

@@ -84,8 +84,10 @@ class JaxBackend(Backend):
     def jit(self, f, **kwargs):
         return jax.jit(f, **kwargs)
 
-    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic"):
-        """:meth:`Backend.model_forward` under ``jax.jit`` (config, blocks and modes static; cached)."""
+    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic",
+                      create_graph: bool = False):
+        """:meth:`Backend.model_forward` under ``jax.jit`` (config, blocks and modes static; cached).
+        ``create_graph`` is implicit in JAX (gradients are always differentiable)."""
         key = (json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial, force_mode)
         fn = self._compiled.pop(key, None)
         if fn is None:

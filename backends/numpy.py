@@ -10,7 +10,8 @@ from .base import Backend
 
 class NumpyBackend(Backend):
     name = "numpy"
-    capabilities = {"autodiff": False, "jit": False, "use_default_pf": True, "devices": ["cpu"]}
+    capabilities = {"autodiff": False, "jit": False, "use_default_pf": True, "devices": ["cpu"], "float32": True,
+                    "float64": True}
 
     def namespace(self):
         return xnp

@@ -120,11 +120,12 @@ class TorchBackend(Backend):
 
         return g
 
-    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic"):
+    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic",
+                      create_graph: bool = False):
         """As :meth:`Backend.model_forward`; the autodiff forces keep their graph (``create_graph``) when a
         parameter or input requires grad, so a loss on them can be differentiated w.r.t. the parameters."""
-        if force_mode == "autodiff" and torch.is_grad_enabled() and any(
-                x.requires_grad for x in _leaves((params, inputs))):
+        if force_mode == "autodiff" and torch.is_grad_enabled() and (create_graph or any(
+                x.requires_grad for x in _leaves((params, inputs)))):
             from dpcore.model import energy
 
             vg = functools.partial(self.value_and_grad, create_graph=True)

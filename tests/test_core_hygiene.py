@@ -40,3 +40,11 @@ def test_unknown_backend_is_a_clear_error():
 
     with pytest.raises(ValueError, match="unknown backend 'pytorchh'.*expected one of"):
         get_backend("pytorchh")
+
+
+def test_docs_support_table_is_generated_from_capabilities():
+    from dpcore.backends.support import markdown_table
+
+    text = (ROOT / "docs" / "backends.md").read_text()
+    table = text.split("<!-- support-table:begin -->")[1].split("<!-- support-table:end -->")[0].strip()
+    assert table == markdown_table(), "docs/backends.md is stale: regenerate with python -m dpcore.backends.support"

@@ -80,3 +80,13 @@ def test_unreadable_model_files(tmp_path, content, suffix, pattern):
 def test_missing_model_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.dp"):
         dpcore.load(tmp_path / "nope.dp")
+
+
+def test_force_mode_on_numpy_and_bad_force_mode():
+    model, (coord, atype, box) = make_model(), random_system(natoms=6, nframes=1)
+    with pytest.raises(NotImplementedError, match="backend 'numpy' has no automatic differentiation"):
+        model.evaluate(coord, atype, box, force_mode="autodiff")
+    with pytest.raises(ValueError, match="force_mode must be 'analytic' or 'autodiff', got 'fd'"):
+        model.evaluate(coord, atype, box, force_mode="fd")
+    with pytest.raises(ValueError, match="unknown backend 'numpyy'"):
+        model.evaluate(coord, atype, box, backend="numpyy")

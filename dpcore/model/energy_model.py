@@ -78,32 +78,38 @@ class EnergyModel:
 
     # -- evaluation --------------------------------------------------------------------------------------------
     def backend_params(self, backend):
-        if backend.name not in self._backend_params:
-            self._backend_params[backend.name] = backend.tree_asarray(self.params)
-        return self._backend_params[backend.name]
+        """The parameter dict as ``backend`` arrays on its device (cached per backend object)."""
+        key = (backend.name, str(backend.device))
+        if key not in self._backend_params:
+            self._backend_params[key] = backend.tree_asarray(self.params)
+        return self._backend_params[key]
 
-    def evaluate(self, coord, atype, box=None, fparam=None, aparam=None, backend="numpy", atomic=False) -> dict:
+    def evaluate(self, coord, atype, box=None, fparam=None, aparam=None, backend="numpy", atomic=False,
+                 force_mode="analytic", device=None) -> dict:
         """Energy, forces and virial of frames.
 
         coord: (nf, natoms, 3) or (nf, natoms*3) Å; atype: (natoms,) or (nf, natoms) int (-1 = padding atom);
         box: (nf, 9) Å, rows = lattice vectors, or None (non-periodic); fparam (nf, numb_fparam);
-        aparam (nf, natoms, numb_aparam).  ``backend`` by name ("numpy", "torch", ...).
+        aparam (nf, natoms, numb_aparam).  ``backend`` by name ("numpy", "torch", ...) on ``device``
+        (framework device string, e.g. "cpu", "cuda:0"); ``force_mode`` "analytic" (the core's backward) or
+        "autodiff" (the backend's automatic differentiation; not on numpy).
         Returns NumPy arrays: atom_energy (nf, natoms, 1) eV, energy (nf, 1) eV, force (nf, natoms, 3) eV/Å,
         virial (nf, 9) eV, mask (nf, natoms) int32, and atom_virial (nf, natoms, 9) eV if ``atomic``.
         """
         from ..backends import get_backend
         from ..infer import prepare, unpermute
 
-        be = get_backend(backend)
+        be = get_backend(backend, device=device)
         inputs, blocks, perm = prepare(self, coord, atype, box, fparam, aparam)
         out = be.model_forward(self.config, self.backend_params(be), be.tree_asarray(inputs), blocks,
-                               atomic_virial=atomic)
+                               atomic_virial=atomic, force_mode=force_mode)
         out = {k: np.asarray(be.to_numpy(v)) for k, v in out.items()}
         return unpermute(out, perm)
 
 
-def load(path) -> EnergyModel:
-    """Load a DeePMD-kit serialized model file (``.dp`` or ``.yaml``)."""
+def load(path):
+    """Load a DeePMD-kit serialized model file (``.dp`` or ``.yaml``): an :class:`EnergyModel`, or a
+    :class:`~dpcore.model.spin_model.SpinEnergyModel` for ``type: "spin_ener"``."""
     from ..io import read_model_file
 
     envelope = read_model_file(path)
@@ -111,8 +117,13 @@ def load(path) -> EnergyModel:
     if not isinstance(model, dict):
         raise ValueError(f"{path}: no 'model' dict in the file; is this a DeePMD-kit serialized model?")
     mtype = model.get("type", "standard")
+    if mtype == "spin_ener":
+        from .spin_model import SpinEnergyModel
+
+        return SpinEnergyModel.from_dict(model, envelope.get("model_def_script"))
     if mtype != "standard":
-        raise NotImplementedError(f"{path}: model type {mtype!r} is not supported by dpcore (supported: 'standard' energy models)")
+        raise NotImplementedError(f"{path}: model type {mtype!r} is not supported by dpcore (supported: 'standard' "
+                                  "energy models and 'spin_ener' spin models)")
     return EnergyModel.from_dict(model, envelope.get("model_def_script"))
 
 
