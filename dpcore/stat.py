@@ -7,7 +7,10 @@ that type (empty slots are zeros).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -60,11 +63,71 @@ def mean_std(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return avg, np.where(np.abs(std) < STD_FLOOR, STD_FLOOR, std)
 
 
-def descriptor_stats(model_cfg: dict, batches) -> tuple[np.ndarray, np.ndarray]:
-    """``davg``, ``dstd`` (ntypes, nnei, 4) float64 from the statistics batches (dicts with coord, atype, box)."""
+def stat_group(model_cfg: dict) -> str:
+    """Cache location of the env-matrix sums, as DeePMD-kit names it: ``"<type_map joined>/<sha1 of the settings>"``."""
+    d = model_cfg["descriptor"]
+    key = {"type": "se_a", "ntypes": len(model_cfg["type_map"]), "rcut": round(d["rcut"], 2),
+           "rcut_smth": round(d["rcut_smth"], 2), "nsel": sum(d["sel"]), "sel": list(d["sel"]), "mixed_types": False}
+    return " ".join(model_cfg["type_map"]) + "/" + hashlib.sha1(json.dumps(key).encode("utf-8")).hexdigest()
+
+
+def _stat_names(ntypes: int) -> list[str]:
+    return [f"{c}_{t}" for t in range(ntypes) for c in ("r", "a")]
+
+
+def read_stat_file(path, model_cfg: dict) -> np.ndarray | None:
+    """Sums (ntypes, 2, 3) from a stat file (``.h5``/``.hdf5`` or a directory of ``.npy``), None if absent."""
+    path, group, ntypes = Path(path), stat_group(model_cfg), len(model_cfg["type_map"])
+    if not path.exists():
+        return None
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if group not in f:
+                return None
+            arrays = [f[group][n][()] for n in _stat_names(ntypes)]
+    else:
+        files = [path / group / f"{n}.npy" for n in _stat_names(ntypes)]
+        if not all(p.exists() for p in files):
+            return None
+        arrays = [np.load(p) for p in files]
+    return np.asarray(arrays, dtype=np.float64).reshape(ntypes, 2, 3)
+
+
+def write_stat_file(path, model_cfg: dict, acc: np.ndarray) -> None:
+    """Store sums (ntypes, 2, 3) as DeePMD-kit's datasets ``r_t``/``a_t`` = [number, sum, squared_sum]."""
+    path, group = Path(path), stat_group(model_cfg)
+    named = dict(zip(_stat_names(acc.shape[0]), np.asarray(acc).reshape(-1, 3)))
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "a") as f:
+            g = f.require_group(group)
+            for name, arr in named.items():
+                if name in g:
+                    del g[name]
+                g[name] = arr
+    else:
+        (path / group).mkdir(parents=True, exist_ok=True)
+        for name, arr in named.items():
+            np.save(path / group / f"{name}.npy", arr)
+
+
+def descriptor_stats(model_cfg: dict, batches, stat_file=None) -> tuple[np.ndarray, np.ndarray]:
+    """``davg``, ``dstd`` (ntypes, nnei, 4) float64 from the statistics batches (dicts with coord, atype, box).
+
+    ``stat_file`` (``training.stat_file``): sums found there for this model's settings are used instead of
+    ``batches``; otherwise they are computed and stored there.
+    """
     d = model_cfg["descriptor"]
     ntypes, nnei = len(model_cfg["type_map"]), sum(d["sel"])
-    avg, std = mean_std(accumulate(model_cfg, batches))
+    acc = None if stat_file is None else read_stat_file(stat_file, model_cfg)
+    if acc is None:
+        acc = accumulate(model_cfg, batches)
+        if stat_file is not None:
+            write_stat_file(stat_file, model_cfg, acc)
+    avg, std = mean_std(acc)
     davg = np.zeros((ntypes, nnei, 4))
     if not d.get("set_davg_zero", False):
         davg[..., 0] = avg[:, 0:1]

@@ -98,3 +98,32 @@ def test_water_neighbor_stat():
     assert 0.8 < min_dist < 1.1  # O-H bond
     sel = auto_sel(max_nbor)
     assert sel[0] <= 46 and sel[1] <= 92  # DeePMD-kit's example sel [46, 92] holds every neighbour
+
+
+@pytest.mark.parametrize("name", ["stats", "stats.h5"])
+def test_stat_file_cache(tmp_path, name):
+    cfg = _cfg()
+    batch = {"coord": COORD, "atype": ATYPE, "box": None}
+    ref = descriptor_stats(cfg, [batch])
+    path = tmp_path / name
+    first = descriptor_stats(cfg, [batch], stat_file=path)
+    assert path.exists()
+    cached = descriptor_stats(cfg, [], stat_file=path)  # no data: everything comes from the cache
+    for a, b, c in zip(ref, first, cached):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    other = _cfg(rcut_smth=0.6)  # different settings: another group, recomputed
+    assert descriptor_stats(other, [batch], stat_file=path)[1][0, 0, 0] != ref[1][0, 0, 0]
+
+
+def test_stat_group_name_matches_deepmd_kit_hash_rule():
+    import hashlib
+    import json
+
+    from dpcore.stat import stat_group
+
+    cfg = _cfg()
+    key = {"type": "se_a", "ntypes": 2, "rcut": 3.0, "rcut_smth": 0.5, "nsel": 5, "sel": [2, 3], "mixed_types": False}
+    assert stat_group(cfg) == "O H/" + hashlib.sha1(json.dumps(key).encode()).hexdigest()
+    # EnvMatStatSe(DescrptSeA(rcut=3.0, rcut_smth=0.5, sel=[2, 3], ...)).get_hash() in deepmd-kit 3.2.0:
+    assert stat_group(cfg) == "O H/4912125dee244179956a7574a2683897d70998a6"
