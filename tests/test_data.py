@@ -440,3 +440,21 @@ def test_nio_spin_loads():
     np.testing.assert_array_equal(b["spin"], raw[[0, 30]][:, systems[2].idx_map])
     # magnetic moments sit on Ni (type 0)
     assert np.linalg.norm(b["spin"][0, :16], axis=-1).min() > 0.1
+
+
+def test_min_pair_dist_drops_close_frames(tmp_path):
+    from dpcore.data import DeepmdSystem
+    from dpcore.data.batch import drop_close_pairs
+
+    s = tmp_path / "close"
+    (s / "set.000").mkdir(parents=True)
+    (s / "type.raw").write_text("0 1\n")
+    coord = np.array([[0, 0, 0, 0.5, 0, 0], [0, 0, 0, 1.5, 0, 0], [0, 0, 0, 0.0, 0.9, 0]], dtype=float)
+    np.save(s / "set.000" / "coord.npy", coord)
+    np.save(s / "set.000" / "box.npy", np.tile(np.eye(3).ravel() * 10, (3, 1)))
+    np.save(s / "set.000" / "energy.npy", np.arange(3.0))
+    system = DeepmdSystem(s)
+    key = system.cache_key
+    assert drop_close_pairs([system], 1.0) == 2
+    assert system.nframes == 1 and system.data["energy"][:, 0].tolist() == [1.0]
+    assert system.cache_key != key

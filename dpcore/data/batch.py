@@ -168,6 +168,28 @@ class BatchSampler:
         self._pos = list(state["pos"])
 
 
+def drop_close_pairs(systems, min_pair_dist: float) -> int:
+    """``training_data.min_pair_dist``: drop frames with two atoms closer than ``min_pair_dist`` Å.
+
+    Logs one line per system that loses frames; returns the total number dropped.
+    """
+    import logging
+
+    from ..nlist import neighbor_stat
+
+    total = 0
+    for s in systems:
+        keep = [f for f in range(s.nframes)
+                if neighbor_stat(s.coord[f:f + 1], s.atype, None if s.box is None else s.box[f:f + 1],
+                                 min_pair_dist, s.ntypes)[0] >= min_pair_dist]
+        dropped = s.keep_frames(keep)
+        if dropped:
+            logging.getLogger("dpcore").warning("%s: dropped %d of %d frames with a pair closer than "
+                                                "min_pair_dist = %g Å", s.path, dropped, dropped + len(keep), min_pair_dist)
+        total += dropped
+    return total
+
+
 def samplers_from_config(
     config: dict,
     nlist: NeighborListCache | Callable | None = None,
@@ -197,6 +219,8 @@ def samplers_from_config(
             paths = [paths] if isinstance(paths, str) else paths
             paths = [os.path.normpath(os.path.join(root, p)) for p in paths]
         systems = load_systems(paths, type_map, labels, sec.get("rglob_patterns"))
+        if sec.get("min_pair_dist", 0.0) > 0:
+            drop_close_pairs(systems, sec["min_pair_dist"])
         return BatchSampler(systems, sec["batch_size"], sec["auto_prob"], sec["sys_probs"],
                             seed=sseed, nlist=nlist)
 

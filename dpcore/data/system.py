@@ -196,6 +196,27 @@ class DeepmdSystem:
             self.data[spec.name] = full[:, self.idx_map] if spec.atomic else full
             self.find[spec.name] = np.concatenate(finds)
 
+    def keep_frames(self, frames) -> int:
+        """Keep only ``frames`` (indices into the current frames); returns how many were dropped.
+
+        Frame-level arrays (coord, box, labels, find flags, set index) are sliced consistently and the
+        neighbour-list cache key changes, so cached lists of the old numbering are never reused.
+        """
+        frames = np.asarray(frames, dtype=np.int64)
+        dropped = self.nframes - frames.size
+        if dropped == 0:
+            return 0
+        if frames.size == 0:
+            raise DataError(f"{self.path}: every frame was filtered out; empty system")
+        self.coord = self.coord[frames]
+        self.box = None if self.box is None else self.box[frames]
+        self.frame_set = self.frame_set[frames]
+        self.data = {k: v[frames] for k, v in self.data.items()}
+        self.find = {k: v[frames] for k, v in self.find.items()}
+        self.nframes = int(frames.size)
+        self.cache_key = self.cache_key + (("frames", hash(frames.tobytes())),)
+        return dropped
+
     def _load_coord(self, name: str) -> np.ndarray:
         st = self.store
         where = st.describe(f"{name}/coord.npy")
