@@ -3,12 +3,13 @@
     python examples/emt/make_data.py                 # writes examples/emt/data/{train,valid}/...
     python examples/emt/make_data.py --out /tmp/emt --seed 7 --frames 50 --valid-frames 10
 
-Every frame is the 2x2x2 conventional fcc cell (32 atoms) with a random lattice parameter
-(+-2 % around Vegard's law), a random small symmetric strain (~1 %) and Gaussian "thermal"
-displacements (0.03-0.12 Å).  Systems (deepmd/npy, SPEC 10.1; atoms left in random type order):
+Every frame is the 2x2x2 conventional fcc cell (32 atoms) with a new random arrangement of the
+Cu and Au atoms on its sites, a random lattice parameter (+-2 % around Vegard's law), a random
+small symmetric strain (~1 %) and Gaussian "thermal" displacements (standard deviation 0.02-0.08
+Å).  Systems (deepmd/npy, SPEC 10.1; atoms left in random type order):
 
     data/train/Cu24Au8     --frames frames        data/train/Cu28Au4   --frames frames
-    data/valid/Cu24Au8     --valid-frames frames (another arrangement of the Au atoms)
+    data/valid/Cu24Au8     --valid-frames frames (other random arrangements)
 
 each with ``type.raw``, ``type_map.raw`` (Cu, Au) and ``set.000/{coord,box,energy,force,virial}.npy``
 in eV, Å, eV/Å.  The virial is DeePMD-kit's ``W = -V * stress`` (ASE's stress is positive under
@@ -42,22 +43,28 @@ def label(atoms) -> dict:
 
 
 def random_frame(symbols, rng):
-    """One strained, thermally displaced 2x2x2 fcc cell with the given chemical symbols."""
+    """One strained, thermally displaced 2x2x2 fcc cell: atom i (element ``symbols[i]``) on a random site."""
     from ase.build import bulk
 
     x_au = np.mean(np.asarray(symbols) == "Au")
     a0 = (1 - x_au) * A_CU + x_au * A_AU
     atoms = bulk("Cu", "fcc", a=a0 * (1 + rng.uniform(-0.02, 0.02)), cubic=True).repeat((2, 2, 2))
+    atoms.positions = atoms.positions[rng.permutation(len(atoms))]  # a fresh arrangement of the elements
     atoms.set_chemical_symbols(list(symbols))
     eps = rng.normal(0.0, 0.01, (3, 3))
     eps = 0.5 * (eps + eps.T)
     atoms.set_cell(atoms.cell[:] @ (np.eye(3) + eps), scale_atoms=True)
-    atoms.positions += rng.normal(0.0, rng.uniform(0.03, 0.12), atoms.positions.shape)
+    atoms.positions += rng.normal(0.0, rng.uniform(0.02, 0.08), atoms.positions.shape)
     return atoms
 
 
 def make_system(path, n_au: int, nframes: int, rng) -> Path:
-    """Write one deepmd/npy system of ``nframes`` frames of Cu_{32-n_au} Au_{n_au} (one arrangement)."""
+    """Write one deepmd/npy system of ``nframes`` frames of Cu_{32-n_au} Au_{n_au}.
+
+    ``type.raw`` is fixed for a system (in a random order, so readers must handle unsorted types), but
+    every frame puts the atoms on the lattice sites in a new random order: each frame is another
+    arrangement of the alloy, so the model sees many chemical environments.
+    """
     path = Path(path)
     symbols = np.array(["Cu"] * 32)
     symbols[rng.choice(32, n_au, replace=False)] = "Au"
