@@ -212,3 +212,57 @@ def test_metrics_force_mag_over_magnetic_atoms_only():
     assert err["energy"] == ErrorStat(1.0, 1.0, 1.0)  # only frame 0 has an energy label
     assert err["energy_per_atom"].mae == pytest.approx(1 / 3)
     assert err["force_mag"] == ErrorStat(1.0, 1.0, 12.0)
+
+
+# ------------------------------------------------------------------------------------- spin models
+def _spin_model():
+    SpinEnergyModel = pytest.importorskip("dpcore.model.spin_model").SpinEnergyModel
+
+    from helpers import make_config
+
+    cfg = make_config()
+    cfg["spin"] = {"use_spin": [True, False], "virtual_scale": 0.3}
+    return SpinEnergyModel.from_config(cfg, seed=3)
+
+
+def test_spin_model_reports_force_mag_over_magnetic_atoms(tmp_path, capsys):
+    model = _spin_model()
+    path = tmp_path / "spin.yaml"
+    model.save(path)
+    nf, n = 3, len(TYPES)
+    coord, _, box = random_system(natoms=n, nframes=nf, seed=11)
+    rng = np.random.default_rng(12)
+    spin = rng.normal(size=(nf, n, 3))
+    out = model.evaluate(coord, TYPES, spin, box)
+    dfm = rng.normal(size=(nf, n, 3))
+    mag = TYPES == 0  # use_spin = [True, False]: type 0 (O) is magnetic
+    fm_label = out["force_mag"] + dfm * mag[None, :, None]
+    fm_label[:, ~mag] = 5.0  # label noise on non-magnetic atoms must be ignored
+    root = tmp_path / "sys"
+    (root / "set.000").mkdir(parents=True)
+    (root / "type.raw").write_text(" ".join(map(str, TYPES)))
+    (root / "type_map.raw").write_text("O\nH\n")
+    for k, v in (("coord", coord), ("box", box), ("spin", spin), ("energy", out["energy"]),
+                 ("force", out["force"]), ("force_mag", fm_label)):
+        np.save(root / "set.000" / f"{k}.npy", np.reshape(v, (nf, -1)))
+    prefix = tmp_path / "d"
+    assert main(["test", "-m", str(path), "-s", str(root), "-d", str(prefix)]) == 0
+    text = capsys.readouterr().out
+    got = parse(text)[0]
+    assert got["Energy RMSE"] < 1e-10 and got["Force  RMSE"] < 1e-10
+    d = dfm[:, mag]
+    assert got["Force spin MAE"] == pytest.approx(np.mean(np.abs(d)), rel=1e-6)
+    assert got["Force spin RMSE"] == pytest.approx(np.sqrt(np.mean(d**2)), rel=1e-6)
+    assert parse(text)[-1]["Force spin RMSE"] == got["Force spin RMSE"]
+    fm = np.loadtxt(prefix.with_suffix(".fm.out"))
+    assert fm.shape == (nf * mag.sum(), 6)  # magnetic atoms only, file order
+    np.testing.assert_allclose(fm[:, :3], fm_label[:, mag].reshape(-1, 3), rtol=1e-15)
+    np.testing.assert_allclose(fm[:, 3:], out["force_mag"][:, mag].reshape(-1, 3), rtol=1e-12)
+
+
+def test_spin_model_without_spin_data_is_a_clear_error(tmp_path, model, capsys):
+    path = tmp_path / "spin.yaml"
+    _spin_model().save(path)
+    write_system(tmp_path / "sys", model)
+    assert main(["test", "-m", str(path), "-s", str(tmp_path / "sys")]) == 2
+    assert "spin.npy: missing" in capsys.readouterr().err
