@@ -1,0 +1,527 @@
+"""The training loop, written once for every autodiff backend.
+
+One step ``t = 0, 1, ..., numb_steps - 1``::
+
+    batch  = train_sampler.next_batch()                      host, NumPy (neighbour lists cached per frame)
+    loss, metrics, grads = value_and_grad(L)(trainable)      backend: L = loss(energy.forward(params, inputs), labels, lr(t))
+    trainable, adam = adam_update(trainable, grads, adam, lr(t))   core (dpcore.optim)
+
+Forces inside the loss come from the core's analytic backward (differentiable on every backend).
+The backend supplies only ``value_and_grad`` and ``jit``: the whole step (gradient and Adam update)
+is compiled with ``jax.jit`` / ``tf.function``; torch and paddle run it eagerly.  ``trainable`` is the
+sub-dict of network weights/biases/``idt`` whose ``trainable`` flag is set; statistics (``davg``,
+``dstd``, ``out_bias``, fparam/aparam normalisation) are fixed after :func:`build_model_and_stats`.
+
+``lcurve.out`` (SPEC 12) gets a line at steps 1, disp_freq, 2 disp_freq, ...: training metrics of
+that step's batch (before the update) and validation metrics (after it, atom-weighted average over
+``numb_btch`` batches, SPEC 10.3).  Checkpoints (:mod:`dpcore.checkpoint`) every ``save_freq`` steps
+and at the end hold everything needed to continue exactly, on any backend.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import lcurve
+from .by_type import blocks_for
+from .checkpoint import load_checkpoint, model_from_checkpoint, write_checkpoint
+from .optim import adam_init, adam_update, clip_by_global_norm
+from .pairs import pair_inputs
+
+log = logging.getLogger("dpcore.train")
+
+__all__ = ["train", "build_model_and_stats", "make_step", "make_eval", "trainable_mask", "split_params",
+           "merge_params", "batch_inputs", "resolve_sel", "TRAIN_BACKENDS"]
+
+TRAIN_BACKENDS = ("torch", "jax", "tensorflow", "paddle")
+# training keys dpcore accepts but does not implement: (default, error if changed?)
+_UNSUPPORTED = {"enable_ema": (False, True), "acc_freq": (1, True), "mixed_precision": (None, True),
+                "change_bias_after_training": (False, True), "zero_stage": (0, True),
+                "tensorboard": (False, False), "profiling": (False, False), "enable_profiler": (False, False),
+                "enable_compile": (False, False), "enable_tf32": (False, False), "stat_file": (None, False),
+                "ckpt_keep_ratio": (None, False)}
+_LABEL_KEYS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff", "drdq", "force_mag")
+
+
+# ------------------------------------------------------------------------------------------ model set-up
+def resolve_sel(cfg: dict, systems) -> dict:
+    """Copy of ``cfg`` with ``model.descriptor.sel: "auto[:f]"`` replaced by per-type counts from the
+    training data (``4 * ceil(int(max_nbor * f) / 4)``, SPEC 11.2)."""
+    from .stat import auto_sel, data_neighbor_stat, parse_auto_sel
+
+    d = cfg["model"]["descriptor"]
+    factor = parse_auto_sel(d["sel"])
+    if factor is None:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    ntypes = len(cfg["model"]["type_map"])
+    min_dist, max_nbor = data_neighbor_stat(systems, d["rcut"], ntypes)
+    cfg["model"]["descriptor"]["sel"] = auto_sel(max_nbor, factor)
+    log.info("sel %r from the training data: max neighbours %s within rcut %g -> sel %s (min pair distance %.4f)",
+             d["sel"], max_nbor.tolist(), d["rcut"], cfg["model"]["descriptor"]["sel"], min_dist)
+    return cfg
+
+
+def nlist_maker(model_cfg: dict):
+    """``make_nlist(coord, atype, box)`` for the data's neighbour-list cache (model rcut, sel, exclusions)."""
+    from .nlist import build_neighbor_list
+
+    d = model_cfg["descriptor"]
+    return functools.partial(build_neighbor_list, rcut=d["rcut"], sel=list(d["sel"]),
+                             pair_exclude_types=model_cfg.get("pair_exclude_types", ()))
+
+
+def _check_same_structure(params: dict, reference: dict, where: str, path: str = "") -> None:
+    if isinstance(reference, dict):
+        if not isinstance(params, dict) or set(params) != set(reference):
+            raise ValueError(f"{where}: parameters at {path or '/'} have keys {sorted(params) if isinstance(params, dict) else type(params).__name__}, "
+                             f"the input's model has {sorted(reference)}")
+        for k in reference:
+            _check_same_structure(params[k], reference[k], where, f"{path}/{k}")
+    elif np.shape(params) != np.shape(reference):
+        raise ValueError(f"{where}: parameter {path} has shape {np.shape(params)}, the input's model needs "
+                         f"{np.shape(reference)} (different sel/neuron/type_map?)")
+
+
+def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None = None):
+    """The model to train: fresh parameters (seeded by ``training.seed``) with data statistics, or
+    ``init_params`` (``--init-model``: parameters and statistics kept).
+
+    Statistics on ``train_sampler.stat_batches(model.data_stat_nbatch)`` (SPEC 2.4, 5.3, 5.4):
+    descriptor ``davg``/``dstd`` (cast to the descriptor precision), fparam/aparam average and inverse
+    std, and the energy ``out_bias`` (least squares on per-type atom counts).
+    """
+    from .label_stat import energy_bias, fparam_aparam_stats
+    from .model.energy_model import EnergyModel
+    from .stat import descriptor_stats
+
+    model = EnergyModel.from_config(cfg["model"], seed=cfg["training"].get("seed"))
+    if init_params is not None:
+        _check_same_structure(init_params, model.params, "init-model")
+        model.set_params(copy.deepcopy(init_params))
+        return model
+    mcfg, params = model.config, model.params
+    t0 = time.perf_counter()
+    samples = train_sampler.stat_batches(mcfg["data_stat_nbatch"])
+    davg, dstd = descriptor_stats(mcfg, samples)
+    ddt = params["descriptor"]["davg"].dtype
+    params["descriptor"]["davg"], params["descriptor"]["dstd"] = davg.astype(ddt), dstd.astype(ddt)
+    fit = mcfg["fitting_net"]
+    fstats = fparam_aparam_stats(samples, fit["numb_fparam"], fit["numb_aparam"], mcfg["data_stat_protect"],
+                                 fit.get("default_fparam"))
+    for k, v in fstats.items():
+        params["fitting"][k] = v.astype(params["fitting"][k].dtype)
+    if any(s.get("find_energy", 0.0) > 0 or s.get("find_atom_ener", 0.0) > 0 for s in samples):
+        bias = energy_bias(samples, model.ntypes, mcfg.get("atom_exclude_types", ()), mcfg.get("preset_out_bias"))
+        params["out_bias"] = bias["out_bias"].reshape(model.ntypes)
+        log.info("energy bias per type %s eV (fit residual %.3g eV/atom)", np.round(params["out_bias"], 6).tolist(),
+                 float(bias["rmse_per_atom"]))
+    else:
+        log.warning("no energy labels in the statistics frames: out_bias left at 0")
+    log.info("statistics from %d frames in %.2f s", sum(s["coord"].shape[0] for s in samples), time.perf_counter() - t0)
+    model.set_params(params)
+    return model
+
+
+def trainable_mask(model_cfg: dict, params: dict) -> dict:
+    """Tree of bools over ``params``: True for network weights/biases/idt whose ``trainable`` flag is set.
+
+    ``descriptor.trainable`` (bool) covers every embedding net; ``fitting_net.trainable`` is a bool or
+    one bool per fitting layer (``len(neuron) + 1``).  Statistics and biases from data are never trained.
+    """
+    dtr = bool(model_cfg["descriptor"].get("trainable", True))
+    ftr = model_cfg["fitting_net"].get("trainable", True)
+    nlayers = len(model_cfg["fitting_net"]["neuron"]) + 1
+    if isinstance(ftr, bool):
+        ftr = [ftr] * nlayers
+    if len(ftr) != nlayers:
+        raise ValueError(f"model/fitting_net/trainable: {len(ftr)} flags; expected one per layer ({nlayers})")
+
+    def mark(tree, value):
+        return {k: mark(v, value) for k, v in tree.items()} if isinstance(tree, dict) else value
+
+    mask = mark(params, False)
+    mask["descriptor"]["embedding"] = mark(params["descriptor"]["embedding"], dtr)
+    for t, net in params["fitting"]["nets"].items():
+        for i in net:
+            mask["fitting"]["nets"][t][i] = mark(net[i], bool(ftr[int(i)]))
+    return mask
+
+
+def split_params(params: dict, mask: dict) -> tuple[dict, dict]:
+    """``(trainable, frozen)`` sub-dicts of ``params`` (empty branches dropped)."""
+    tr, fr = {}, {}
+    for k, v in params.items():
+        if isinstance(v, dict):
+            a, b = split_params(v, mask[k])
+            if a:
+                tr[k] = a
+            if b or not a:
+                fr[k] = b
+        elif mask[k]:
+            tr[k] = v
+        else:
+            fr[k] = v
+    return tr, fr
+
+
+def merge_params(trainable: dict, frozen: dict) -> dict:
+    """Inverse of :func:`split_params`."""
+    out = dict(frozen)
+    for k, v in trainable.items():
+        out[k] = merge_params(v, frozen.get(k, {})) if isinstance(v, dict) else v
+    return out
+
+
+# ------------------------------------------------------------------------------------------ batches
+def batch_inputs(model_cfg: dict, batch: dict) -> tuple[dict, dict, tuple | None]:
+    """Model inputs, labels and type blocks of a sampled batch (mirrors :func:`dpcore.infer.prepare`).
+
+    Returns ``inputs`` (NumPy; pair data of :func:`dpcore.pairs.pair_inputs`, ``coord``, ``box``
+    (nf, 3, 3), ``fparam``/``aparam``), ``labels`` (label arrays and ``find_*`` floats) and ``blocks``
+    (per-type atom ranges: systems are type-sorted on load).
+    """
+    d, f = model_cfg["descriptor"], model_cfg["fitting_net"]
+    ntypes = len(model_cfg["type_map"])
+    atype = batch["atype"]
+    nl = SimpleNamespace(nlist=batch["nlist"], mapping=batch["mapping"], shift=batch["shift"])
+    inputs = pair_inputs(nl, atype, ntypes, d.get("exclude_types", ()), model_cfg.get("atom_exclude_types", ()))
+    inputs["coord"] = batch["coord"]
+    inputs["box"] = None if batch.get("box") is None else np.asarray(batch["box"]).reshape(-1, 3, 3)
+    if f["numb_fparam"] > 0 and batch.get("find_fparam", 0.0) > 0:
+        inputs["fparam"] = batch["fparam"]
+    if f["numb_aparam"] > 0:
+        inputs["aparam"] = batch["aparam"]
+    labels = {k: batch[k] for k in _LABEL_KEYS if k in batch}
+    labels.update({f"find_{k}": float(batch[f"find_{k}"]) for k in _LABEL_KEYS if f"find_{k}" in batch})
+    labels["natoms"] = batch["natoms"]
+    blocks = blocks_for(atype[0]) if np.all(atype == atype[:1]) else None
+    return inputs, labels, blocks
+
+
+def _split_labels(labels: dict) -> tuple[dict, tuple]:
+    """Array labels (traced) and the ``find_*`` flags (static: one compiled step per combination)."""
+    arrays = {k: v for k, v in labels.items() if not k.startswith("find_")}
+    flags = tuple(sorted((k, float(v)) for k, v in labels.items() if k.startswith("find_")))
+    return arrays, flags
+
+
+# ------------------------------------------------------------------------------------------ step functions
+def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dict, gradient_max_norm=None):
+    """``step(trainable, adam_state, frozen, inputs, labels, lr) -> (trainable, adam_state, loss, metrics)``.
+
+    Gradient of ``loss(energy.forward(cfg, trainable + frozen, inputs, blocks), labels, lr)`` with
+    respect to ``trainable`` (analytic forces inside), optional global-norm clipping, then Adam;
+    compiled with ``backend.jit`` (``blocks`` and the ``find_*`` ``flags`` are static).
+    """
+    from .model import energy
+
+    find = dict(flags)
+    b1, b2, wd = opt_cfg.get("adam_beta1", 0.9), opt_cfg.get("adam_beta2", 0.999), opt_cfg.get("weight_decay", 0.0)
+
+    def objective(trainable, frozen, inputs, labels, lr):
+        out = energy.forward(model_cfg, merge_params(trainable, frozen), inputs, blocks)
+        return loss(out, {**labels, **find}, lr)
+
+    grad_fn = backend.value_and_grad(objective, argnums=0, has_aux=True)
+
+    def step(trainable, adam_state, frozen, inputs, labels, lr):
+        (value, metrics), grads = grad_fn(trainable, frozen, inputs, labels, lr)
+        if gradient_max_norm:
+            grads = clip_by_global_norm(grads, gradient_max_norm)
+        trainable, adam_state = adam_update(trainable, grads, adam_state, lr, b1, b2, 1e-8, wd)
+        return trainable, adam_state, value, metrics
+
+    return backend.jit(step)
+
+
+def make_eval(backend, model_cfg: dict, loss, blocks, flags: tuple):
+    """``evaluate(params, inputs, labels, lr) -> (loss, metrics)`` without gradients (validation)."""
+    from .model import energy
+
+    find = dict(flags)
+
+    def evaluate(params, inputs, labels, lr):
+        out = energy.forward(model_cfg, params, inputs, blocks)
+        return loss(out, {**labels, **find}, lr)
+
+    return backend.jit(evaluate)
+
+
+class _StepCache:
+    """Compiled step / eval functions keyed by (type blocks, find flags); array shapes are the
+    framework's business (a new nf retraces under jax/tf)."""
+
+    def __init__(self, factory):
+        self.factory, self.fns = factory, {}
+
+    def get(self, blocks, flags):
+        key = (blocks, flags)
+        if key not in self.fns:
+            self.fns[key] = self.factory(blocks, flags)
+        return self.fns[key]
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def _check_training_section(tr: dict) -> None:
+    for key, (default, fatal) in _UNSUPPORTED.items():
+        value = tr.get(key, default)
+        if value != default:
+            msg = f"training/{key} = {value!r} is not supported by dpcore train"
+            if fatal:
+                raise NotImplementedError(msg)
+            log.warning("%s; ignored", msg)
+
+
+def _num_steps(tr: dict, train_sampler) -> int:
+    if tr.get("numb_steps") is not None:
+        return int(tr["numb_steps"])
+    return max(1, math.ceil(float(tr["numb_epoch"]) * len(train_sampler)))
+
+
+def _versions(backend) -> dict:
+    from . import __version__
+
+    return {"dpcore": __version__, "numpy": np.__version__, **{k: v for k, v in backend.settings.items()
+                                                               if k.endswith("version")}}
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def train(cfg: dict, backend, *, restart=None, init_model=None, workdir=".", numb_steps: int | None = None,
+          normalized_output=None) -> dict:
+    """Train the model of a (normalised) input dict on ``backend`` (name or adapter object).
+
+    restart: checkpoint to continue exactly (file, folder or prefix; see :mod:`dpcore.checkpoint`);
+    init_model: ``.dp``/``.yaml`` model file or checkpoint whose parameters (and statistics) start
+    the run; workdir: folder for ``disp_file`` and checkpoints (``save_dir`` is relative to it);
+    numb_steps: override ``training.numb_steps`` (tests, benchmarks); normalized_output: write the
+    normalised input (``sel`` resolved) to this path (never over the input file it was read from).
+    Returns a summary dict (model, last metrics, timings, checkpoint path, backend name).
+    """
+    from .backends import canonical_name, get_backend
+    from .config import normalize_config
+    from .data import NeighborListCache, samplers_from_config
+    from .loss import make_loss
+    from .lr import make_lr
+
+    if restart is not None and init_model is not None:
+        raise ValueError("--restart and --init-model are mutually exclusive (a restart already continues "
+                         "from its own parameters)")
+    if isinstance(backend, str):
+        name = canonical_name(backend)
+        if name not in TRAIN_BACKENDS:
+            raise ValueError(f"backend {name!r} has no automatic differentiation and cannot train; "
+                             f"use one of {', '.join(TRAIN_BACKENDS)}")
+        backend = get_backend(name)
+    source = getattr(cfg, "source_path", None)
+    cfg = normalize_config(cfg)
+    tr = cfg["training"]
+    _check_training_section(tr)
+    workdir = Path(workdir)
+    state = load_checkpoint(restart) if restart is not None else None
+
+    train_s, valid_s = samplers_from_config(cfg)
+    if state is not None:
+        if state["config"]["model"] != cfg["model"] and cfg["model"]["descriptor"]["sel"] != "auto":
+            log.warning("the model section of the input differs from the checkpoint's; continuing with the "
+                        "checkpoint's model")
+        cfg["model"] = copy.deepcopy(state["config"]["model"])
+    else:
+        init_params = None
+        if init_model is not None:
+            init = _load_init_model(init_model)
+            init_params = init.params
+            if isinstance(cfg["model"]["descriptor"]["sel"], str):
+                cfg["model"]["descriptor"]["sel"] = list(init.sel)
+        cfg = resolve_sel(cfg, train_s.systems)
+    if normalized_output is not None:
+        from .config import write_normalized
+
+        write_normalized(cfg, normalized_output, source=source)
+    cache = NeighborListCache(nlist_maker(cfg["model"]))
+    for s in (train_s, valid_s):
+        if s is not None:
+            s.nlist_cache = cache
+
+    if state is not None:
+        from .model.energy_model import EnergyModel
+
+        model = EnergyModel(cfg["model"], state["params"])
+        train_s.set_state(state["sampler"]["train"])
+        if valid_s is not None and state["sampler"].get("valid") is not None:
+            valid_s.set_state(state["sampler"]["valid"])
+        start_step = int(state["step"])
+        log.info("restart from %s at step %d (written by backend %s)", state["path"], start_step, state["backend"])
+    else:
+        model = build_model_and_stats(cfg, train_s, init_params=init_params)
+        start_step = 0
+    mcfg = model.config
+    num_steps = int(numb_steps) if numb_steps is not None else _num_steps(tr, train_s)
+    loss = make_loss(cfg["loss"], backend=backend.name, start_lr=cfg["learning_rate"]["start_lr"])
+    lr_sched = make_lr(cfg["learning_rate"], num_steps)
+    keys = list(loss.display_keys)
+
+    mask = trainable_mask(mcfg, model.params)
+    trainable_np, frozen_np = split_params(model.params, mask)
+    if state is not None:
+        opt = state["optimizer"]
+        adam_np = {"step": int(opt["step"]), "m": opt["m"], "v": opt["v"]}
+    else:
+        adam_np = adam_init(trainable_np)
+    trainable, frozen = backend.tree_asarray(trainable_np), backend.tree_asarray(frozen_np)
+    adam = {"step": adam_np["step"], "m": backend.tree_asarray(adam_np["m"]), "v": backend.tree_asarray(adam_np["v"])}
+    jitted = backend.capabilities.get("jit", False)
+    scalar = (lambda x, dt: backend.asarray(np.asarray(x, dtype=dt))) if jitted else (lambda x, dt: x)
+    opt_cfg = cfg["optimizer"]
+    steps = _StepCache(lambda blocks, flags: make_step(backend, mcfg, loss, blocks, flags, opt_cfg,
+                                                       tr.get("gradient_max_norm")))
+    evals = _StepCache(lambda blocks, flags: make_eval(backend, mcfg, loss, blocks, flags))
+
+    def to_backend(batch):
+        inputs, labels, blocks = batch_inputs(mcfg, batch)
+        arrays, flags = _split_labels(labels)
+        return backend.tree_asarray(inputs), backend.tree_asarray(arrays), blocks, flags
+
+    def metrics_of(metrics):
+        return {k: float(backend.to_numpy(metrics[k])) for k in keys}
+
+    def validate(params, lr):
+        if valid_s is None:
+            return None
+        total, weight = {}, 0
+        for batch in valid_s.take(valid_s.numb_btch):
+            inputs, labels, blocks, flags = to_backend(batch)
+            _, m = evals.get(blocks, flags)(params, inputs, labels, scalar(lr, np.float64))
+            natoms = int(batch["atype"].shape[-1])
+            for k, v in metrics_of(m).items():
+                total[k] = total.get(k, 0.0) + v * natoms
+            weight += natoms
+        return {k: v / weight for k, v in total.items()}
+
+    # outputs
+    disp_path = workdir / tr["disp_file"]
+    save_dir = workdir / (tr.get("save_dir") or "")
+    if tr["disp_training"]:
+        disp_path.parent.mkdir(parents=True, exist_ok=True)
+        if state is not None and disp_path.exists():
+            dropped = lcurve.truncate_after(disp_path, start_step)
+            if dropped:
+                log.info("%s: removed %d lines after step %d (written after the checkpoint)", disp_path, dropped,
+                         start_step)
+        fresh = state is None or not disp_path.exists() or disp_path.stat().st_size == 0
+        fout = open(disp_path, "w" if state is None else "a", buffering=1)
+        if fresh:
+            fout.write(lcurve.header(keys, validation=valid_s is not None))
+    else:
+        fout = None
+
+    def checkpoint(step):
+        params_np = merge_params(backend.tree_to_numpy(trainable), frozen_np)
+        st = {"params": params_np,
+              "optimizer": {"type": "Adam", "step": int(step), "m": backend.tree_to_numpy(adam["m"]),
+                            "v": backend.tree_to_numpy(adam["v"])},
+              "step": int(step),
+              "sampler": {"train": train_s.get_state(), "valid": None if valid_s is None else valid_s.get_state()},
+              "config": dict(cfg), "backend": backend.name, "versions": _versions(backend)}
+        path = write_checkpoint(save_dir, tr["save_ckpt"], st, tr["max_ckpt_keep"])
+        log.info("saved checkpoint %s", path)
+        return path
+
+    log.info("training %d steps (from step %d) on backend %s; %d trainable parameters", num_steps, start_step,
+             backend.name, sum(int(np.size(x)) for x in _leaves(trainable_np)))
+    disp_freq, save_freq = int(tr["disp_freq"]), int(tr["save_freq"])
+    t_start = time.perf_counter()
+    t_window, n_window, timed_steps, timed_time = t_start, 0, 0, 0.0
+    t_first = None
+    last_trn, last_val, last_ckpt, running = None, None, None, {}
+    for t in range(start_step, num_steps):
+        lr = float(lr_sched.value(t))
+        inputs, labels, blocks, flags = to_backend(train_s.next_batch())
+        step_arg = adam["step"] if not jitted else scalar(adam["step"], np.int64)
+        adam_in = {"step": step_arg, "m": adam["m"], "v": adam["v"]}
+        trainable, adam_out, _, metrics = steps.get(blocks, flags)(trainable, adam_in, frozen, inputs, labels,
+                                                                    scalar(lr, np.float64))
+        adam = {"step": adam["step"] + 1, "m": adam_out["m"], "v": adam_out["v"]}
+        n_window += 1
+        if tr.get("disp_avg"):
+            for k, v in metrics_of(metrics).items():
+                running[k] = running.get(k, 0.0) + v
+        display = tr["disp_training"] and ((t + 1) % disp_freq == 0 or t == 0)
+        if display:
+            trn = ({k: v / n_window for k, v in running.items()} if tr.get("disp_avg") else metrics_of(metrics))
+            running = {}
+            val = validate(merge_params(trainable, frozen), lr)
+            fout.write(lcurve.line(t + 1, lr, trn, val, keys))
+            last_trn, last_val = trn, val
+        if t_first is None:  # the first step pays for compilation / tracing
+            t_first = time.perf_counter() - t_start
+            t_window, n_window = time.perf_counter(), 0
+        elif display or t + 1 == num_steps:
+            now = time.perf_counter()
+            per = (now - t_window) / max(n_window, 1)
+            timed_steps, timed_time = timed_steps + n_window, timed_time + (now - t_window)
+            t_window, n_window = now, 0
+            if display:
+                _log_display(t + 1, num_steps, last_trn, last_val, lr, per)
+        if (t + 1) % save_freq == 0 or t + 1 == num_steps:
+            last_ckpt = checkpoint(t + 1)
+    if fout is not None:
+        fout.close()
+    wall = time.perf_counter() - t_start
+    per_step = timed_time / timed_steps if timed_steps else float("nan")
+    if tr["time_training"] and num_steps > start_step:
+        log.info("finished %d steps in %s; average %.4f s/step (excluding the first step, %.2f s)",
+                 num_steps - start_step, _fmt_time(wall), per_step, t_first or 0.0)
+    params_np = merge_params(backend.tree_to_numpy(trainable), frozen_np)
+    from .model.energy_model import EnergyModel
+
+    return {"model": EnergyModel(mcfg, params_np, model.model_def_script), "train": last_trn, "valid": last_val,
+            "s_per_step": per_step, "first_step_s": t_first, "wall_s": wall, "checkpoint": last_ckpt,
+            "backend": backend.name, "num_steps": num_steps, "config": cfg}
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _leaves(v)
+    else:
+        yield tree
+
+
+def _log_display(step, num_steps, trn, val, lr, per_step):
+    parts = [f"step {step}/{num_steps}"]
+    if trn:
+        parts.append("trn " + " ".join(f"{k} {v:.2e}" for k, v in trn.items()))
+    if val:
+        parts.append("val " + " ".join(f"{k} {v:.2e}" for k, v in val.items()))
+    eta = per_step * (num_steps - step)
+    parts.append(f"lr {lr:.1e}")
+    parts.append(f"{per_step:.4f} s/step, ETA {_fmt_time(eta)}")
+    log.info(" | ".join(parts))
+
+
+def _load_init_model(path):
+    """A model file (.dp/.yaml) or a dpcore checkpoint, for ``--init-model``."""
+    from .model.energy_model import load
+
+    p = str(path)
+    if not os.path.exists(p) and not os.path.exists(p + ".npz") and not os.path.isdir(os.path.dirname(p) or "."):
+        raise FileNotFoundError(f"init-model {p!r} not found")
+    if p.endswith((".dp", ".yaml", ".yml", ".h5", ".hdf5")):
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"init-model {p!r} not found")
+        return load(p)
+    return model_from_checkpoint(p)
