@@ -4,6 +4,7 @@
 """
 
 from .model.energy_model import EnergyModel, load
+from .model.spin_model import SpinEnergyModel
 
 __version__ = "0.1.0"
-__all__ = ["EnergyModel", "load", "__version__"]
+__all__ = ["EnergyModel", "SpinEnergyModel", "load", "__version__"]
