@@ -10,6 +10,8 @@ Model specs
         fresh networks from ``seed``; with ``stats_seed`` the statistics (davg, dstd, out_bias,
         fparam/aparam avg and inv_std) are replaced by random NON-trivial values, so a backend that
         ignores one of them cannot pass.
+        A config with a ``spin`` section builds a :class:`~dpcore.model.spin_model.SpinEnergyModel`
+        (its 2n-type backbone gets the random statistics).
     ``{"kind": "file", "path": "model.dp"}``   a DeePMD-kit model file, used as stored.
 
 System specs (sizes follow the model's ``rcut`` and ``sel``, so the same spec fits any model)
@@ -21,6 +23,7 @@ System specs (sizes follow the model's ``rcut`` and ``sel``, so the same spec fi
     ``nframes``, ``seed``, ``min_dist`` (Å), ``padding`` (extra atoms of type -1),
     ``types``      "random" (one shuffled type list for all frames) or "per_frame" (2-D atype);
     ``fparam``     "auto" (random values when the model has numb_fparam > 0) or "omit" (use default_fparam).
+    Spin models also get ``spin`` (nf, n, 3): random directions, magnitudes uniform in [0.5, 2] μB.
 """
 
 from __future__ import annotations
@@ -64,6 +67,20 @@ MODELS = {
                                                    "resnet_dt": True, "env_protection": 0.01},
                      "fitting_net": {"activation_function": "softplus", "neuron": [12, 24]}}, 18),
     "dense": ({"descriptor": {"rcut": 3.5, "rcut_smth": 1.0, "sel": [64, 64]}}, 19),
+    # spin models (SPEC 7.1): backbone of 2n types, sel doubled, env_protection 0 -> 0.01
+    "spin": ({"type_map": ["Ni", "O"], "descriptor": {"sel": [40, 40]},
+              "spin": {"use_spin": [True, False], "virtual_scale": [0.3], "scheme": "deepspin",
+                       "allow_missing_label": False}}, 20),
+    "spin_float32": ({"type_map": ["Ni", "O"], "descriptor": {"sel": [24, 24], "precision": "float32",
+                                                             "type_one_side": True},
+                      "fitting_net": {"precision": "float32"},
+                      "spin": {"use_spin": [0], "virtual_scale": 0.35, "scheme": "deepspin",
+                               "allow_missing_label": False}}, 21),
+    "spin_three_types": ({"type_map": ["Fe", "Ni", "O"], "descriptor": {"sel": [12, 12, 12]},
+                          "fitting_net": {"numb_fparam": 1, "numb_aparam": 1},
+                          "pair_exclude_types": [[0, 2]], "atom_exclude_types": [1],
+                          "spin": {"use_spin": ["Fe", "Ni"], "virtual_scale": [0.25, 0.4, 0.7], "scheme": "deepspin",
+                                   "allow_missing_label": False}}, 22),
 }
 
 PERIODIC = {"kind": "periodic", "natoms": 12, "box_scale": None, "density": "auto", "triclinic": True,
@@ -86,9 +103,12 @@ FULL = [
     ("float32", "pbc_triclinic"), ("exclusions", "pbc_three_types"),
     ("one_side", "pbc_orthorhombic"), ("float32", "cluster"), ("mixed_precision", "per_frame_types"),
     ("activations", "pbc_padding"), ("default_fparam", "no_fparam"), ("two_side", "cluster"),
+    ("spin", "pbc_triclinic"), ("spin", "small_box"), ("spin", "cluster"), ("spin_float32", "pbc_orthorhombic"),
+    ("spin_three_types", "pbc_padding"),
 ]
 QUICK = FULL[:6]
-CATALOGUES = {"quick": QUICK, "full": FULL}
+SPIN = [c for c in FULL if c[0].startswith("spin")]
+CATALOGUES = {"quick": QUICK, "full": FULL, "spin": SPIN}
 USER_SYSTEMS = ["pbc_triclinic", "small_box", "cluster"]
 
 
@@ -120,9 +140,10 @@ def user_cases(model_spec: dict, label: str) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ builders
 def build_model(spec: dict):
-    """``EnergyModel`` of a model spec (see module docstring)."""
+    """``EnergyModel`` (or ``SpinEnergyModel``) of a model spec (see module docstring)."""
     from dpcore.model.energy_model import EnergyModel, load
     from dpcore.model.init import init_params
+    from dpcore.model.spin_model import SpinEnergyModel
 
     if spec["kind"] == "file":
         return load(spec["path"])
@@ -132,10 +153,15 @@ def build_model(spec: dict):
     if isinstance(cfg["descriptor"].get("sel"), str):
         raise ValueError(f"model/descriptor/sel is {cfg['descriptor']['sel']!r}: the conformance check needs "
                          "explicit neighbour capacities (a list of ints, one per type)")
-    params = init_params(cfg, spec["seed"])
+    if "spin" in cfg:
+        model = SpinEnergyModel.from_config(cfg, spec["seed"])
+        cfg, params = model.config, model.params
+    else:
+        params = init_params(cfg, spec["seed"])
+        model = EnergyModel(cfg, params)
     if spec.get("stats_seed") is not None:
         randomize_statistics(cfg, params, spec["stats_seed"])
-    return EnergyModel(cfg, params)
+    return model
 
 
 def randomize_statistics(cfg: dict, params: dict, seed: int) -> None:
@@ -201,7 +227,23 @@ def build_system(spec: dict, model) -> dict:
         system["fparam"] = rng.normal(0.0, 1.0, (nf, fcfg["numb_fparam"]))
     if fcfg.get("numb_aparam", 0) > 0:
         system["aparam"] = rng.normal(0.0, 1.0, (nf, atype.shape[-1], fcfg["numb_aparam"]))
+    if getattr(model, "model_type", "standard") == "spin_ener":
+        direction = rng.normal(0.0, 1.0, (nf, atype.shape[-1], 3))
+        norm = rng.uniform(0.5, 2.0, (nf, atype.shape[-1], 1))
+        system["spin"] = direction / np.linalg.norm(direction, axis=-1, keepdims=True) * norm
     return system
+
+
+def prepare_case(model, system: dict):
+    """Host-side inputs, type blocks and atom permutation of a built system (:func:`dpcore.infer.prepare`,
+    or :meth:`SpinEnergyModel.prepare` for spin models)."""
+    from dpcore.infer import prepare
+
+    args = (system["coord"], system["atype"])
+    rest = (system["box"], system.get("fparam"), system.get("aparam"))
+    if getattr(model, "model_type", "standard") == "spin_ener":
+        return model.prepare(*args, system["spin"], *rest)
+    return prepare(model, *args, *rest)
 
 
 def _types(rng, natoms: int, ntypes: int, nf: int, how: str) -> np.ndarray:

@@ -23,8 +23,9 @@ def add_arguments(parser) -> None:
     source.add_argument("--config", metavar="input.json",
                         help="check a freshly initialised model from the 'model' section of this input.json "
                              "(random non-trivial statistics)")
-    parser.add_argument("--cases", choices=("quick", "full"), default="full",
-                        help="built-in case catalogue when no --model/--config is given (default: full)")
+    parser.add_argument("--cases", choices=("quick", "full", "spin"), default="full",
+                        help="built-in case catalogue when no --model/--config is given (default: full; "
+                             "spin: only the spin-model cases of full)")
     parser.add_argument("--json", metavar="report.json", help="also write the report as JSON")
     parser.add_argument("--keep", metavar="DIR", help="keep every backend's outputs (npz), status and log in DIR")
     parser.add_argument("--jobs", type=int, default=2, help="backend processes at a time (default: 2)")

@@ -156,7 +156,7 @@ def compare_backend(workdir, backend: str, cases: list, reference: str = "numpy"
         same_inputs = rrec is not None and rrec.get("fingerprint") == crec.get("fingerprint")
         precision = (rrec or crec).get("precision")
         for kind in KINDS.values():
-            if not kind.applies_to(st["capabilities"]):
+            if not kind.applies_to(st["capabilities"], crec.get("model_type", "standard")):
                 continue
             for output in kind.outputs:
                 key, rkey = f"{kind.name}.{output}", f"{kind.reference}.{output}"

@@ -12,7 +12,9 @@ made by the :func:`output_kind` decorator::
 * ``reference``: the kind of the NumPy reference run these outputs are compared with (default: the
   kind itself), e.g. autodiff forces are compared with NumPy's analytic forces;
 * ``requires``: backend capabilities (``backend.capabilities[name]`` true) the kind needs; a backend
-  without them does not compute the kind, and the report does not expect it.
+  without them does not compute the kind, and the report does not expect it;
+* ``model_types``: the model types (``model.model_type``: ``"standard"``, ``"spin_ener"``) the kind applies
+  to (default: standard energy models); the worker records each case's model type.
 
 Arrays returned may be framework arrays; the worker converts them with ``backend.to_numpy`` and undoes
 the type sorting of the atoms.  Saved keys are ``"<kind>.<output>"``.
@@ -46,19 +48,20 @@ class OutputKind:
     outputs: tuple
     reference: str
     requires: tuple
+    model_types: tuple = ("standard",)
 
-    def applies_to(self, capabilities: dict) -> bool:
-        return all(bool(capabilities.get(c, False)) for c in self.requires)
+    def applies_to(self, capabilities: dict, model_type: str = "standard") -> bool:
+        return model_type in self.model_types and all(bool(capabilities.get(c, False)) for c in self.requires)
 
 
 KINDS: dict[str, OutputKind] = {}
 
 
-def output_kind(name: str, *, outputs, reference: str | None = None, requires=()):
+def output_kind(name: str, *, outputs, reference: str | None = None, requires=(), model_types=("standard",)):
     """Register ``compute`` as output kind ``name`` (see module docstring)."""
 
     def register(compute):
-        KINDS[name] = OutputKind(name, compute, tuple(outputs), reference or name, tuple(requires))
+        KINDS[name] = OutputKind(name, compute, tuple(outputs), reference or name, tuple(requires), tuple(model_types))
         return compute
 
     return register
@@ -103,6 +106,40 @@ def analytic(ctx: CaseContext) -> dict:
 def autodiff(ctx: CaseContext) -> dict:
     """The same outputs with forces and virials from the backend's automatic differentiation."""
     return _model_outputs(ctx, "autodiff")
+
+
+SPIN_OUTPUTS = ("atom_energy", "energy", "force", "force_mag", "virial", "atom_virial", "mask_mag")
+
+
+def _spin_outputs(ctx: CaseContext, force_mode: str) -> dict:
+    import numpy as np
+
+    from dpcore.model.spin_model import model_forward
+
+    out = model_forward(ctx.backend, ctx.model.config, ctx.params, ctx.inputs, ctx.blocks, atomic_virial=True,
+                        force_mode=force_mode)
+    missing = [k for k in SPIN_OUTPUTS if k not in out]
+    if missing:
+        raise KeyError(f"spin model_forward(force_mode={force_mode!r}) returned no {missing} (got {sorted(out)})")
+    out = {k: out[k] for k in SPIN_OUTPUTS}
+    mask = np.asarray(ctx.backend.to_numpy(out["mask_mag"]))
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask_mag must be bool, got {mask.dtype}")
+    out["mask_mag"] = mask.astype(np.float64)  # compared as 0/1 (any difference is an infinite relative error)
+    return out
+
+
+@output_kind("spin", outputs=SPIN_OUTPUTS, model_types=("spin_ener",))
+def spin(ctx: CaseContext) -> dict:
+    """Spin-model outputs (SPEC 7.1) with the core's analytic derivatives: force (fixed spin), force_mag,
+    the non-symmetric virial with spins held fixed, atom_virial; mask_mag as 0/1 float64."""
+    return _spin_outputs(ctx, "analytic")
+
+
+@output_kind("spin_autodiff", outputs=SPIN_OUTPUTS, reference="spin", requires=("autodiff",), model_types=("spin_ener",))
+def spin_autodiff(ctx: CaseContext) -> dict:
+    """The spin outputs with derivatives by the backend's autodiff over (coord, spin, box)."""
+    return _spin_outputs(ctx, "autodiff")
 
 
 def output_label(kind: str, output: str) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cases import build_model, build_system
+from .cases import build_model, build_system, prepare_case
 from .contracts import run_contracts
 from .kinds import KINDS, CaseContext
 
@@ -105,7 +105,7 @@ def perturb(arrays: dict, spec: dict, seed: int = 0) -> list:
 
 def run_case(backend, case: dict) -> tuple[dict, dict]:
     """Arrays (NumPy, keyed ``kind.output``) and the status record of one case."""
-    from dpcore.infer import prepare, unpermute
+    from dpcore.infer import unpermute
 
     rec = {"errors": {}, "warnings": [], "kinds": {}}
     arrays = {}
@@ -113,15 +113,16 @@ def run_case(backend, case: dict) -> tuple[dict, dict]:
         warnings.simplefilter("always")
         model = build_model(case["model"])
         system = build_system(case["system"], model)
-        inputs, blocks, perm = prepare(model, system["coord"], system["atype"], system["box"],
-                                       system.get("fparam"), system.get("aparam"))
+        inputs, blocks, perm = prepare_case(model, system)
     rec["warnings"] = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    rec["model_type"] = model_type = getattr(model, "model_type", "standard")
     rec["fingerprint"] = fingerprint(model.config, model.params, system, inputs)
     rec["precision"] = compute_precision(model.config)
     ctx = CaseContext(backend, model, backend.tree_asarray(model.params), backend.tree_asarray(inputs), blocks, case)
     for kind in KINDS.values():
-        if not kind.applies_to(backend.capabilities):
-            rec["kinds"][kind.name] = "not applicable: needs " + ", ".join(kind.requires)
+        if not kind.applies_to(backend.capabilities, model_type):
+            rec["kinds"][kind.name] = ("not applicable: needs " + ", ".join(kind.requires)
+                                       if model_type in kind.model_types else f"not applicable to {model_type} models")
             continue
         t0 = time.perf_counter()
         try:
