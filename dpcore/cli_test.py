@@ -2,9 +2,10 @@
 
 For every system (folders searched recursively for ``type.raw``) the model is evaluated on the first
 ``N`` frames (file order: ``set.000`` first) and the MAE/RMSE of the energy (total and per atom),
-force, virial (total and per atom) and, for a spin model, magnetic force are printed; then the
-weighted average over all systems (:func:`dpcore.metrics.merge_errors`).  A quantity whose label
-file is absent prints ``nan`` and does not enter the average.
+force, virial (total and per atom), stress (``-virial / volume``) and, for a spin model, magnetic
+force are printed; then the weighted average over all systems
+(:func:`dpcore.metrics.merge_errors`).  A quantity whose label file is absent prints ``nan`` and
+does not enter the average.
 
 ``-d PREFIX`` writes DeePMD-kit detail files, one block per system, each block headed
 ``# <system>: <columns>``, atoms in the order of the data files (not the type-sorted order used
@@ -17,6 +18,8 @@ PREFIX.e_peratom.out   data_e pred_e divided by natoms
 PREFIX.f.out           data_fx data_fy data_fz pred_fx pred_fy pred_fz   (one row per atom)
 PREFIX.v.out           data_vxx ... data_vzz pred_vxx ... pred_vzz     (one row per frame)
 PREFIX.v_peratom.out   the same divided by natoms
+PREFIX.s.out           data_sxx ... data_szz pred_sxx ... pred_szz     (stress = -virial / volume,
+                       eV/Å³; periodic systems only, as DeePMD-kit 3.2)
 PREFIX.fm.out          data_fmx data_fmy data_fmz pred_fmx pred_fmy pred_fmz (spin models,
                        magnetic atoms only)
 =====================  ===================================================================
@@ -41,15 +44,18 @@ _LABELS = {  # quantity -> (MAE line label, RMSE line label), DeePMD-kit's wordi
     "force": ("Force  MAE         ", "Force  RMSE        "),
     "virial": ("Virial MAE         ", "Virial RMSE        "),
     "virial_per_atom": ("Virial MAE/Natoms  ", "Virial RMSE/Natoms "),
+    "stress": ("Stress MAE         ", "Stress RMSE        "),
     "force_mag": ("Force spin MAE     ", "Force spin RMSE    "),
 }
 _VIRIAL_COLS = [f"v{a}{b}" for a in "xyz" for b in "xyz"]
+_STRESS_COLS = [f"s{a}{b}" for a in "xyz" for b in "xyz"]
 _DETAIL_HEADERS = {
     ".e.out": "data_e pred_e",
     ".e_peratom.out": "data_e pred_e",
     ".f.out": "data_fx data_fy data_fz pred_fx pred_fy pred_fz",
     ".v.out": " ".join([f"data_{c}" for c in _VIRIAL_COLS] + [f"pred_{c}" for c in _VIRIAL_COLS]),
     ".v_peratom.out": " ".join([f"data_{c}" for c in _VIRIAL_COLS] + [f"pred_{c}" for c in _VIRIAL_COLS]),
+    ".s.out": " ".join([f"data_{c}" for c in _STRESS_COLS] + [f"pred_{c}" for c in _STRESS_COLS]),
     ".fm.out": "data_fmx data_fmy data_fmz pred_fmx pred_fmy pred_fmz",
 }
 #: atoms evaluated at once (frames per call = max(1, _CHUNK_ATOMS // natoms))
@@ -61,7 +67,7 @@ def add_arguments(p) -> None:
     p.add_argument("-s", "--system", required=True, nargs="+", help="system folders (searched recursively) or .h5 files")
     p.add_argument("-n", "--numb-test", type=int, default=0, help="test the first N frames of each system (default 0 = all)")
     p.add_argument("-d", "--detail-file", default=None, metavar="PREFIX",
-                   help="write PREFIX.e.out, .e_peratom.out, .f.out, .v.out, .v_peratom.out (and .fm.out for spin)")
+                   help="write PREFIX.e.out, .e_peratom.out, .f.out, .v.out, .v_peratom.out, .s.out (and .fm.out for spin)")
     p.add_argument("--backend", default="numpy", help="backend used for evaluation (default numpy)")
 
 
@@ -116,7 +122,8 @@ def system_errors(pred: dict, system, nframes: int) -> dict[str, ErrorStat]:
     """Errors of ``pred`` (from :func:`predict`) against the labels of the first ``nframes`` frames."""
     label = {k: system.data[k][:nframes] for k in ("energy", "force", "virial", "force_mag") if k in system.data}
     find = {k: system.find[k][:nframes] for k in label}
-    return energy_errors(pred, label, find, natoms=system.natoms, virial=system.pbc)
+    return energy_errors(pred, label, find, natoms=system.natoms, virial=system.pbc,
+                         box=None if system.box is None else system.box[:nframes])
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -198,6 +205,9 @@ def write_details(files: dict, system, pred: dict, nframes: int) -> None:
                         pred["virial"].reshape(nf, 9)], axis=1)
     np.savetxt(files[".v.out"], v, header=head(".v.out"))
     np.savetxt(files[".v_peratom.out"], v / n, header=head(".v_peratom.out"))
+    if system.box is not None:
+        volume = np.abs(np.linalg.det(system.box[:nf].reshape(nf, 3, 3)))[:, None]
+        np.savetxt(files[".s.out"], -v / volume, header=f"{system.path} (eV/Å³): {_DETAIL_HEADERS['.s.out']}")
     if ".fm.out" in files:
         dm = _unsort(_with_nan(system.data["force_mag"][:nf], system.find["force_mag"][:nf]), system.idx_map)
         pm = _unsort(pred["force_mag"].reshape(nf, n, 3), system.idx_map)

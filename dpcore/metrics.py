@@ -16,6 +16,7 @@ energy_per_atom    (E_pred - E_data) / natoms                   nframes         
 force              every force component                        nframes * natoms * 3       eV/Å
 virial             the 9 virial components                      nframes * 9                eV
 virial_per_atom    virial components / natoms                   nframes * 9                eV
+stress             stress = -virial / volume (needs the box)    nframes * 9                eV/Å³
 force_mag          magnetic force components of magnetic atoms  n_magnetic_atoms * 3       eV/μB
 =================  ==========================================  =========================  =======
 """
@@ -36,6 +37,7 @@ QUANTITIES = {
     "force": "eV/Å",
     "virial": "eV",
     "virial_per_atom": "eV",
+    "stress": "eV/Å³",
     "force_mag": "eV/μB",
 }
 
@@ -89,7 +91,7 @@ def _frames(find, nf: int) -> np.ndarray:
 
 
 def energy_errors(pred: Mapping, label: Mapping, find: Mapping | None = None, natoms: int | None = None,
-                  virial: bool = True) -> dict[str, ErrorStat]:
+                  virial: bool = True, box=None) -> dict[str, ErrorStat]:
     """Errors of one system's predictions against its labels.
 
     pred: ``energy`` (nf, 1) or (nf,) eV, ``force`` (nf, natoms, 3) eV/Å, ``virial`` (nf, 9) eV, and for a
@@ -100,6 +102,8 @@ def energy_errors(pred: Mapping, label: Mapping, find: Mapping | None = None, na
         (as :attr:`dpcore.data.DeepmdSystem.find`); missing = every frame.
     natoms: real atoms per frame for the per-atom errors (default ``force.shape[1]``).
     virial: False to skip the virial (non-periodic systems: DeePMD-kit reports no virial there).
+    box: (nf, 9) Å cell vectors; with it the stress ``-virial / |det box|`` (eV/Å³, positive under tension,
+        as DeePMD-kit's ``dp test``) is compared too.
     Returns a dict ``quantity -> ErrorStat`` holding only the quantities with labels on >= 1 frame.
     """
     find = find or {}
@@ -126,6 +130,9 @@ def energy_errors(pred: Mapping, label: Mapping, find: Mapping | None = None, na
         d = np.reshape(label["virial"], (nf, 9))[sel]
         out["virial"] = error_stat(p, d)
         out["virial_per_atom"] = error_stat(p, d, 1.0 / natoms)
+        if box is not None:
+            volume = np.abs(np.linalg.det(np.reshape(box, (nf, 3, 3))[sel]))[:, None]
+            out["stress"] = error_stat(-p / volume, -d / volume)
     if (sel := present("force_mag")) is not None:
         p = np.reshape(pred["force_mag"], (nf, -1, 3))[sel]
         d = np.reshape(label["force_mag"], (nf, -1, 3))[sel]

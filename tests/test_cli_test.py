@@ -1,6 +1,8 @@
 """``dpcore test``: errors vs labels, weighted summary, detail files in file atom order, clear errors."""
 
 import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,7 +68,7 @@ def test_same_model_gives_zero_errors(tmp_path, model, model_file, capsys):
     blocks = parse(capsys.readouterr().out)
     assert len(blocks) == 2  # one system + the weighted average
     for b in blocks:
-        assert len(b) == 10
+        assert len(b) == 12
         assert all(v < 1e-10 for v in b.values()), b
 
 
@@ -74,15 +76,17 @@ def test_perturbed_labels_give_hand_computed_errors(tmp_path, model, model_file,
     rng = np.random.default_rng(5)
     nf, n = 4, len(TYPES)
     de, df, dv = rng.normal(size=nf), rng.normal(size=(nf, n, 3)), rng.normal(size=(nf, 9))
-    write_system(tmp_path / "a", model, nframes=nf, shift={"energy": de, "force": df, "virial": dv})
+    _, box, _, _ = write_system(tmp_path / "a", model, nframes=nf, shift={"energy": de, "force": df, "virial": dv})
     assert main(["test", "-m", str(model_file), "-s", str(tmp_path / "a")]) == 0
     got = parse(capsys.readouterr().out)[0]
+    ds = -dv / np.abs(np.linalg.det(box.reshape(nf, 3, 3)))[:, None]  # stress = -virial / volume
     want = {
         "Energy MAE": np.mean(np.abs(de)), "Energy RMSE": np.sqrt(np.mean(de**2)),
         "Energy MAE/Natoms": np.mean(np.abs(de)) / n, "Energy RMSE/Natoms": np.sqrt(np.mean(de**2)) / n,
         "Force  MAE": np.mean(np.abs(df)), "Force  RMSE": np.sqrt(np.mean(df**2)),
         "Virial MAE": np.mean(np.abs(dv)), "Virial RMSE": np.sqrt(np.mean(dv**2)),
         "Virial MAE/Natoms": np.mean(np.abs(dv)) / n, "Virial RMSE/Natoms": np.sqrt(np.mean(dv**2)) / n,
+        "Stress MAE": np.mean(np.abs(ds)), "Stress RMSE": np.sqrt(np.mean(ds**2)),
     }
     assert got.keys() == want.keys()
     for k, v in want.items():
@@ -132,6 +136,9 @@ def test_detail_files_in_file_atom_order(tmp_path, model, model_file):
     v = np.loadtxt(prefix.with_suffix(".v.out"))
     np.testing.assert_allclose(v[:, 9:], out["virial"], rtol=1e-12)
     np.testing.assert_allclose(np.loadtxt(prefix.with_suffix(".v_peratom.out")), v / n, rtol=1e-15)
+    s = np.loadtxt(prefix.with_suffix(".s.out"))
+    np.testing.assert_allclose(s, -v / np.abs(np.linalg.det(box.reshape(nf, 3, 3)))[:, None], rtol=1e-14)
+    assert prefix.with_suffix(".s.out").read_text().startswith(f"# {tmp_path / 'sys'} (eV/Å³): data_sxx data_sxy")
 
 
 def test_missing_labels_are_nan(tmp_path, model, model_file, capsys):
@@ -153,7 +160,7 @@ def test_nopbc_system_reports_no_virial(tmp_path, model, model_file, capsys):
     assert main(["test", "-m", str(model_file), "-s", str(tmp_path / "sys")]) == 0
     out = capsys.readouterr().out
     got = parse(out)[0]
-    assert got["Energy RMSE"] < 1e-10 and np.isnan(got["Virial MAE"])
+    assert got["Energy RMSE"] < 1e-10 and np.isnan(got["Virial MAE"]) and np.isnan(got["Stress RMSE"])
     assert "# virial: not reported for a non-periodic system" in out
 
 
@@ -266,3 +273,32 @@ def test_spin_model_without_spin_data_is_a_clear_error(tmp_path, model, capsys):
     write_system(tmp_path / "sys", model)
     assert main(["test", "-m", str(path), "-s", str(tmp_path / "sys")]) == 2
     assert "spin.npy: missing" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- vs DeePMD-kit
+DP = Path("/tmp/dpkit-venv/bin/dp")
+
+
+@pytest.mark.skipif(not DP.exists(), reason="no DeePMD-kit venv at /tmp/dpkit-venv")
+def test_same_report_and_detail_files_as_deepmd_kit(tmp_path, model, model_file, capsys):
+    """DeePMD-kit 3.2 ``dp test`` on the same model file and data: same energy errors and detail layout
+    (its NumPy backend returns NaN forces, so only the data columns of .f.out are compared)."""
+    rng = np.random.default_rng(8)
+    write_system(tmp_path / "sys", model, nframes=3, shift={"energy": rng.normal(size=3)})
+    proc = subprocess.run([str(DP), "test", "-m", str(model_file), "-s", str(tmp_path / "sys"), "-d",
+                           str(tmp_path / "dp")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"INFO\s+(Energy [A-Za-z/ ]+?)\s*: (\S+)", proc.stderr + proc.stdout)}
+    assert main(["test", "-m", str(model_file), "-s", str(tmp_path / "sys"), "-d", str(tmp_path / "us")]) == 0
+    ours = parse(capsys.readouterr().out)[-1]
+    assert len(theirs) == 4
+    for k, v in theirs.items():
+        assert ours[k] == pytest.approx(v, rel=1e-6), k
+    for suffix in (".e.out", ".e_peratom.out", ".f.out", ".v.out", ".s.out"):
+        a, b = (tmp_path / f"dp{suffix}").read_text(), (tmp_path / f"us{suffix}").read_text()
+        assert a.splitlines()[0] == b.splitlines()[0], suffix  # same header line
+        da, db = np.loadtxt(tmp_path / f"dp{suffix}"), np.loadtxt(tmp_path / f"us{suffix}")
+        half = da.shape[1] // 2
+        np.testing.assert_allclose(db[:, :half], da[:, :half], rtol=1e-15, err_msg=suffix)  # data, file atom order
+        if suffix.startswith(".e"):
+            np.testing.assert_allclose(db[:, half:], da[:, half:], rtol=1e-10, err_msg=suffix)
