@@ -11,6 +11,7 @@ COMMANDS = {
     "conformance": ("dpcore.conformance.cli", "cross-backend conformance suite (one process per backend)"),
     "neighbor-stat": ("dpcore.cli_neighbor_stat", "min pair distance and max neighbours per type of a data set"),
     "train": ("dpcore.cli_train", "train a model from input.json on torch, jax, tensorflow or paddle"),
+    "freeze": ("dpcore.cli_freeze", "write the model of a training checkpoint as a DeePMD-kit .dp/.yaml file"),
     "test": ("dpcore.cli_test", "errors (MAE/RMSE) of a model on labelled systems, like dp test"),
 }
 
