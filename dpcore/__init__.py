@@ -3,8 +3,8 @@
 ``import dpcore`` imports no deep-learning framework; backends are loaded by name on demand.
 """
 
-from .model.energy_model import EnergyModel, load
+from .model.energy_model import EnergyModel, load, model_from_config
 from .model.spin_model import SpinEnergyModel
 
 __version__ = "0.1.0"
-__all__ = ["EnergyModel", "SpinEnergyModel", "load", "__version__"]
+__all__ = ["EnergyModel", "SpinEnergyModel", "load", "model_from_config", "__version__"]

@@ -63,3 +63,11 @@ def test_bad_model_sections():
         dpcore.EnergyModel.from_config({**WATER_MODEL, "descriptor": {**WATER_MODEL["descriptor"], "sell": 3}})
     with pytest.raises(ValueError, match=r"sel is 'auto': it is resolved from the training data"):
         dpcore.EnergyModel.from_config({**WATER_MODEL, "descriptor": {**WATER_MODEL["descriptor"], "sel": "auto"}})
+
+
+def test_spin_section_needs_the_spin_model():
+    spin = {**WATER_MODEL, "type_map": ["Ni", "O"], "spin": {"use_spin": [True, False], "virtual_scale": [0.3]}}
+    with pytest.raises(ValueError, match="has a 'spin' section: build it with dpcore.SpinEnergyModel"):
+        dpcore.EnergyModel.from_config(spin, seed=1)
+    assert isinstance(dpcore.model_from_config(spin, seed=1), dpcore.SpinEnergyModel)
+    assert type(dpcore.model_from_config(WATER_MODEL, seed=1)) is dpcore.EnergyModel

@@ -31,6 +31,9 @@ class EnergyModel:
         """Freshly initialised model from the ``model`` section of an input.json (deterministic for ``seed``)."""
         from ..config import normalize_model
 
+        if isinstance(model_config, dict) and model_config.get("spin") is not None and cls is EnergyModel:
+            raise ValueError("this model section has a 'spin' section: build it with dpcore.SpinEnergyModel.from_config "
+                             "(or dpcore.model_from_config, which picks the model type)")
         cfg = normalize_model(model_config)
         return cls(cfg, init_params(cfg, seed), model_def_script=copy.deepcopy(model_config))
 
@@ -105,6 +108,15 @@ class EnergyModel:
                                atomic_virial=atomic, force_mode=force_mode)
         out = {k: np.asarray(be.to_numpy(v)) for k, v in out.items()}
         return unpermute(out, perm)
+
+
+def model_from_config(model_config: dict, seed=None):
+    """A fresh model of the right type for an input.json ``model`` section (spin section -> SpinEnergyModel)."""
+    if isinstance(model_config, dict) and model_config.get("spin") is not None:
+        from .spin_model import SpinEnergyModel
+
+        return SpinEnergyModel.from_config(model_config, seed=seed)
+    return EnergyModel.from_config(model_config, seed=seed)
 
 
 def load(path):
