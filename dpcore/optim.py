@@ -64,8 +64,8 @@ def adam_update(params: dict, grads: dict, state: dict, lr, beta1: float = 0.9, 
     else:  # traced / array step: same formulas in the array's namespace
         xp = namespace(t)
         tf = xp.astype(t, xp.float64)
-        bc1 = 1.0 - xp.pow(xp.asarray(beta1, dtype=xp.float64), tf)
-        bc2_sqrt = xp.sqrt(1.0 - xp.pow(xp.asarray(beta2, dtype=xp.float64), tf))
+        bc1 = 1.0 - beta1 ** tf
+        bc2_sqrt = xp.sqrt(1.0 - beta2 ** tf)
     step_size = lr / bc1
 
     def one(p, g, m, v):

@@ -343,3 +343,57 @@ def test_cli_restart_on_another_backend(tmp_path):
     assert b["backend"] == "jax" and a["backend"] == "torch"
     assert max_rel_diff(b["params"], a["params"]) < 1e-10
     assert max_rel_diff(b["optimizer"]["m"], a["optimizer"]["m"]) < 1e-8
+
+
+# ------------------------------------------------------------------------------------------ shared by tests/isolated
+def check_train_and_restart(backend: str, tmp_path, numb_steps: int = 12) -> dict:
+    """Train ``numb_steps`` on the tiny case (sel auto, validation, checkpoints at the middle and the end);
+    the validation error decreases, lcurve.out is well formed, and a restart from the middle checkpoint
+    (in a copy of the folder, as after a kill) reproduces the same lcurve.out and final parameters."""
+    import shutil
+
+    from dpcore.train import train
+
+    cfg = make_case(tmp_path / "data", numb_steps=numb_steps)
+    run = tmp_path / "run"
+    run.mkdir()
+    result = train(cfg, backend, workdir=run)
+    names, data = lcurve.read_lcurve(run / "lcurve.out")
+    assert names == ["step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val", "rmse_f_trn", "lr"]
+    assert data[:, 0].tolist() == [1] + list(range(2, numb_steps + 1, 2))
+    assert np.all(np.isfinite(data))
+    assert data[-1, 1] < 0.7 * data[0, 1], data[:, 1]  # validation rmse (the whole validation system) went down
+    assert data[0, -1] == pytest.approx(1e-2) and data[-1, -1] < data[0, -1]
+    half = numb_steps // 2
+    assert sorted(p.name for p in run.iterdir()) == sorted(["checkpoint", "lcurve.out", f"model.ckpt-{half}.npz",
+                                                           f"model.ckpt-{numb_steps}.npz"])
+    end = ck.load_checkpoint(run)
+    assert end["step"] == numb_steps and end["backend"] == backend and end["optimizer"]["step"] == numb_steps
+    assert end["config"]["model"]["descriptor"]["sel"] == result["model"].sel  # "auto" resolved and recorded
+    assert result["valid"]["rmse"] == pytest.approx(data[-1, 1], rel=1e-2)
+
+    cont = tmp_path / "cont"
+    shutil.copytree(run, cont)
+    train(cfg, backend, workdir=cont, restart=cont / f"model.ckpt-{half}.npz")
+    assert (cont / "lcurve.out").read_text() == (run / "lcurve.out").read_text()
+    again = ck.load_checkpoint(cont)
+    assert again["step"] == numb_steps
+    assert max_rel_diff(again["params"], end["params"]) <= 1e-12
+    assert max_rel_diff(again["optimizer"]["v"], end["optimizer"]["v"]) <= 1e-12
+    return {"run": run, "cfg": cfg, "lcurve": data, "result": result}
+
+
+def check_init_model(backend: str, tmp_path, run: Path, cfg: dict) -> None:
+    """--init-model from a checkpoint and from a frozen .yaml model: statistics kept, training proceeds."""
+    from dpcore.train import train
+
+    model = ck.model_from_checkpoint(run)
+    model.save(tmp_path / "frozen.yaml")
+    for src in (run, tmp_path / "frozen.yaml"):
+        work = tmp_path / f"init_{Path(src).name}"
+        work.mkdir()
+        out = train(cfg, backend, workdir=work, init_model=src, numb_steps=2)
+        p = out["model"].params
+        np.testing.assert_array_equal(p["descriptor"]["dstd"], model.params["descriptor"]["dstd"])
+        np.testing.assert_array_equal(p["out_bias"], model.params["out_bias"])
+        assert max_rel_diff(p["fitting"]["nets"], model.params["fitting"]["nets"]) > 0  # trained on
