@@ -304,6 +304,21 @@ def test_spin_input_errors():
         model.evaluate(coord, atype, spin, box, force_mode="autodiff")
 
 
+def test_zero_spin_of_a_magnetic_atom_warns():
+    from dpcore.model.spin_model import ZeroSpinWarning
+
+    model = make_spin_model()
+    coord, atype, spin, box = spin_system(model, "pbc_triclinic")
+    spin[:, np.flatnonzero(atype == 1)] = 0.0  # non-magnetic: fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.evaluate(coord, atype, spin, box)
+    spin[0, np.flatnonzero(atype == 0)[0]] = 0.0
+    with pytest.warns(ZeroSpinWarning, match="1 magnetic atom"), np.errstate(divide="ignore", invalid="ignore"):
+        out = model.evaluate(coord, atype, spin, box)
+    assert np.all(np.isfinite(out["energy"])) and not np.all(np.isfinite(out["force"]))
+
+
 # ------------------------------------------------------------------------------------------------ config forms
 def _settings(spin, type_map=("Ni", "O", "Fe")):
     cfg = spin_config(type_map=list(type_map), descriptor={"sel": [10] * len(type_map)}, spin=spin)

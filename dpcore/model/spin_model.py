@@ -26,11 +26,16 @@ import copy
 import functools
 import json
 import math
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 
 from .energy_model import EnergyModel
+
+class ZeroSpinWarning(UserWarning):
+    """A magnetic atom has spin (0, 0, 0): its virtual atom coincides with it and the derivatives are NaN."""
+
 
 PROTECTION_DEFAULT = 0.01  # env_protection of a spin model whose input has none (or 0.0), as DeePMD-kit PyTorch
 
@@ -188,6 +193,11 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
         aparam = None if aparam is None else aparam[:, perm]
     real = atype >= 0
     vs = np.where(real, model.virtual_scale_mask[np.where(real, atype, 0)], 0.0)
+    zero = (vs > 0) & np.all(spin == 0.0, axis=-1)
+    if np.any(zero):
+        warnings.warn(f"spin model: {int(zero.sum())} magnetic atom(s) with zero spin; the virtual atom sits on its "
+                      "real atom (distance 0), so force, force_mag and virial are NaN (the energy is defined; "
+                      "DeePMD-kit behaves the same)", ZeroSpinWarning, stacklevel=3)
     atype2 = np.concatenate([atype, np.where(real, atype + n, -1)], axis=1)
     coord2 = np.concatenate([coord, coord + vs[..., None] * spin], axis=1)
     blocks = blocks_for(atype2[0]) if perm is not None else None
