@@ -47,7 +47,7 @@ TRAIN_BACKENDS = ("torch", "jax", "tensorflow", "paddle")
 _UNSUPPORTED = {"enable_ema": (False, True), "acc_freq": (1, True), "mixed_precision": (None, True),
                 "change_bias_after_training": (False, True), "zero_stage": (0, True),
                 "tensorboard": (False, False), "profiling": (False, False), "enable_profiler": (False, False),
-                "enable_compile": (False, False), "enable_tf32": (False, False), "stat_file": (None, False),
+                "enable_compile": (False, False), "enable_tf32": (False, False),
                 "ckpt_keep_ratio": (None, False)}
 _LABEL_KEYS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff", "drdq", "force_mag")
 
@@ -97,7 +97,8 @@ def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None 
     ``init_params`` (``--init-model``: parameters and statistics kept).
 
     Statistics on ``train_sampler.stat_batches(model.data_stat_nbatch)`` (SPEC 2.4, 5.3, 5.4):
-    descriptor ``davg``/``dstd`` (cast to the descriptor precision), fparam/aparam average and inverse
+    descriptor ``davg``/``dstd`` (cast to the descriptor precision; read from / stored in
+    ``training.stat_file`` when given), fparam/aparam average and inverse
     std, and the energy ``out_bias`` (least squares on per-type atom counts).
     """
     from .label_stat import energy_bias, fparam_aparam_stats
@@ -112,7 +113,7 @@ def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None 
     mcfg, params = model.config, model.params
     t0 = time.perf_counter()
     samples = train_sampler.stat_batches(mcfg["data_stat_nbatch"])
-    davg, dstd = descriptor_stats(mcfg, samples)
+    davg, dstd = descriptor_stats(mcfg, samples, stat_file=cfg["training"].get("stat_file"))
     ddt = params["descriptor"]["davg"].dtype
     params["descriptor"]["davg"], params["descriptor"]["dstd"] = davg.astype(ddt), dstd.astype(ddt)
     fit = mcfg["fitting_net"]
@@ -325,11 +326,15 @@ def train(cfg: dict, backend, *, restart=None, init_model=None, workdir=".", num
         if name not in TRAIN_BACKENDS:
             raise ValueError(f"backend {name!r} has no automatic differentiation and cannot train; "
                              f"use one of {', '.join(TRAIN_BACKENDS)}")
-        backend = get_backend(name)
     source = getattr(cfg, "source_path", None)
     cfg = normalize_config(cfg)
     tr = cfg["training"]
+    if cfg["model"].get("spin") is not None:
+        raise NotImplementedError("dpcore train: spin models (model/spin) cannot be trained yet; the energy loss "
+                                  "and the spin model exist, the training loop does not prepare spin batches")
     _check_training_section(tr)
+    if isinstance(backend, str):
+        backend = get_backend(name)  # imports the framework: after the input checks
     workdir = Path(workdir)
     state = load_checkpoint(restart) if restart is not None else None
 
@@ -490,7 +495,7 @@ def train(cfg: dict, backend, *, restart=None, init_model=None, workdir=".", num
 
     return {"model": EnergyModel(mcfg, params_np, model.model_def_script), "train": last_trn, "valid": last_val,
             "s_per_step": per_step, "first_step_s": t_first, "wall_s": wall, "checkpoint": last_ckpt,
-            "backend": backend.name, "num_steps": num_steps, "config": cfg}
+            "backend": backend.name, "num_steps": num_steps, "config": cfg, "settings": dict(backend.settings)}
 
 
 def _leaves(tree):

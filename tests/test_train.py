@@ -275,6 +275,12 @@ def test_stats_and_auto_sel(tmp_path):
     np.testing.assert_array_equal(model.params["descriptor"]["dstd"], dstd)
     bias = energy_bias(samples, 2)["out_bias"].reshape(2)
     np.testing.assert_array_equal(model.params["out_bias"], bias)
+    # training.stat_file: the env-matrix sums are stored, then read back instead of recomputed
+    cfg["training"]["stat_file"] = str(tmp_path / "stat")
+    build_model_and_stats(cfg, train_s)
+    assert any((tmp_path / "stat").rglob("r_0.npy"))
+    cached = build_model_and_stats(cfg, train_s)
+    np.testing.assert_array_equal(cached.params["descriptor"]["dstd"], dstd)
     # --init-model keeps the given parameters (statistics included)
     again = build_model_and_stats(cfg, train_s, init_params=model.params)
     np.testing.assert_array_equal(again.params["out_bias"], model.params["out_bias"])
@@ -289,6 +295,23 @@ def test_train_refuses_numpy_backend(tmp_path):
 
     with pytest.raises(ValueError, match="cannot train.*torch, jax, tensorflow, paddle"):
         train(make_case(tmp_path), "numpy")
+
+
+def test_train_refuses_what_it_does_not_implement(tmp_path):
+    from dpcore.train import train
+
+    cfg = make_case(tmp_path)
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        train(cfg, "torch", restart="a", init_model="b")
+    bad = copy.deepcopy(cfg)
+    bad["training"]["enable_ema"] = True
+    with pytest.raises(NotImplementedError, match="training/enable_ema"):
+        train(bad, "torch")
+    spin = copy.deepcopy(cfg)
+    spin["model"]["spin"] = {"use_spin": [True, False], "virtual_scale": [0.3]}
+    spin["loss"] = {"type": "ener_spin"}
+    with pytest.raises(NotImplementedError, match="spin models"):
+        train(spin, "torch")
 
 
 # ------------------------------------------------------------------------------------------ CLI
