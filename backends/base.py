@@ -45,22 +45,15 @@ class Backend:
 
     def tree_asarray(self, tree):
         """Convert a nested dict/list of NumPy arrays (None and Python scalars kept) to framework arrays."""
-        if isinstance(tree, dict):
-            return {k: self.tree_asarray(v) for k, v in tree.items()}
-        if isinstance(tree, (list, tuple)):
-            return type(tree)(self.tree_asarray(v) for v in tree)
-        if isinstance(tree, (np.ndarray, np.generic)):
-            return self.asarray(np.asarray(tree))
-        return tree
+        from .tree import tree_map
+
+        return tree_map(lambda x: self.asarray(np.asarray(x)) if isinstance(x, (np.ndarray, np.generic)) else x, tree)
 
     def tree_to_numpy(self, tree):
-        if isinstance(tree, dict):
-            return {k: self.tree_to_numpy(v) for k, v in tree.items()}
-        if isinstance(tree, (list, tuple)):
-            return type(tree)(self.tree_to_numpy(v) for v in tree)
-        if tree is None or isinstance(tree, (int, float, bool, str)):
-            return tree
-        return self.to_numpy(tree)
+        """Convert every framework array of a nested dict/list to NumPy (None and Python scalars kept)."""
+        from .tree import tree_map
+
+        return tree_map(lambda x: x if x is None or isinstance(x, (int, float, bool, str)) else self.to_numpy(x), tree)
 
     def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic",
                       create_graph: bool = False):

@@ -33,27 +33,8 @@ from dpcore.xp import register_namespace
 
 from . import paddle_namespace
 from .base import Backend
-
-
-def _leaves(tree, out: list) -> list:
-    if isinstance(tree, dict):
-        for v in tree.values():
-            _leaves(v, out)
-    elif isinstance(tree, (list, tuple)):
-        for v in tree:
-            _leaves(v, out)
-    else:
-        out.append(tree)
-    return out
-
-
-def _rebuild(tree, it):
-    """Same nested dict/list structure as ``tree`` with leaves taken in order from ``it``."""
-    if isinstance(tree, dict):
-        return {k: _rebuild(v, it) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_rebuild(v, it) for v in tree)
-    return next(it)
+from .tree import leaves as _tree_leaves
+from .tree import rebuild as _rebuild
 
 
 def _differentiable(x) -> bool:
@@ -113,7 +94,7 @@ class PaddleBackend(Backend):
             originals = {i: args[i] for i in nums}
             watched = {}
             for i in nums:
-                watched[i] = [_watched(leaf) for leaf in _leaves(args[i], [])]
+                watched[i] = [_watched(leaf) for leaf in _tree_leaves(args[i])]
                 args[i] = _rebuild(args[i], iter(watched[i]))
             with paddle.set_grad_enabled(True):
                 out = f(*args)

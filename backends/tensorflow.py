@@ -22,6 +22,8 @@ from . import tf_namespace
 from dpcore.xp import register_namespace
 
 from .base import Backend
+from .tree import leaves as _tree_leaves
+from .tree import rebuild as _rebuild
 
 _ARRAY_TYPES = (tf.Tensor, tf.Variable)
 
@@ -38,26 +40,6 @@ def tf_device_name(device) -> str | None:
     if kind not in ("cpu", "gpu") or (index and not index.isdigit()):
         raise ValueError(f"tensorflow backend: unknown device {device!r}; use 'cpu', 'gpu', 'gpu:N' or '/GPU:N'")
     return f"/{kind.upper()}:{index or 0}"
-
-
-def _leaves(tree, out):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            _leaves(v, out)
-    elif isinstance(tree, (list, tuple)):
-        for v in tree:
-            _leaves(v, out)
-    else:
-        out.append(tree)
-    return out
-
-
-def _rebuild(tree, it):
-    if isinstance(tree, dict):
-        return {k: _rebuild(v, it) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_rebuild(v, it) for v in tree)
-    return next(it)
 
 
 def _differentiable(leaf) -> bool:
@@ -113,7 +95,7 @@ class TensorFlowBackend(Backend):
             args = list(args)
             for i in nums:
                 args[i] = self.tree_asarray(args[i])
-            leaves = [_leaves(args[i], []) for i in nums]
+            leaves = [_tree_leaves(args[i]) for i in nums]
             sources = [leaf for ls in leaves for leaf in ls if _differentiable(leaf)]
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(sources)

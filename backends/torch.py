@@ -21,26 +21,17 @@ import numpy as np
 import torch
 
 from .base import Backend
+from .tree import leaves, tree_map
 
 
 def _leaves(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _leaves(v)
-    elif isinstance(tree, (list, tuple)):
-        for v in tree:
-            yield from _leaves(v)
-    elif isinstance(tree, torch.Tensor):
-        yield tree
+    """The tensors among the leaves of a nested dict/list/tuple."""
+    return [x for x in leaves(tree) if isinstance(x, torch.Tensor)]
 
 
 def _map_tensors(fn, tree):
     """Apply ``fn`` to every tensor of a nested dict/list/tuple (other leaves kept)."""
-    if isinstance(tree, dict):
-        return {k: _map_tensors(fn, v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_map_tensors(fn, v) for v in tree)
-    return fn(tree) if isinstance(tree, torch.Tensor) else tree
+    return tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x, tree)
 
 
 def _as_differentiable(x, create_graph: bool):
