@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 
+from dpcore.conformance.cases import BASE_MODEL
 from dpcore.model.energy_model import EnergyModel
 from dpcore.model.init import init_params
 
@@ -13,21 +14,9 @@ from dpcore.model.init import init_params
 TOL = {"float64": 1e-12, "float32": 1e-5}
 FD_TOL = 1e-8  # finite differences vs analytic, relative to the largest force (virial) component
 
-BASE = {
-    "type_map": ["O", "H"],
-    "descriptor": {
-        "type": "se_e2_a", "sel": [40, 40], "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8, 16], "axis_neuron": 4,
-        "activation_function": "tanh", "resnet_dt": False, "type_one_side": False, "precision": "float64",
-        "trainable": True, "seed": None, "exclude_types": [], "env_protection": 0.0, "set_davg_zero": False,
-    },
-    "fitting_net": {
-        "type": "ener", "numb_fparam": 0, "numb_aparam": 0, "default_fparam": None, "dim_case_embd": 0,
-        "neuron": [16, 16], "activation_function": "tanh", "precision": "float64", "resnet_dt": True,
-        "trainable": True, "rcond": None, "seed": None, "atom_ener": [], "use_aparam_as_mask": False,
-    },
-    "pair_exclude_types": [], "atom_exclude_types": [], "preset_out_bias": None, "data_stat_nbatch": 10,
-    "data_stat_protect": 0.01,
-}
+# the normalised model section of the conformance catalogue, with room for every neighbour of the test systems
+BASE = copy.deepcopy(BASE_MODEL)
+BASE["descriptor"]["sel"] = [40, 40]
 
 
 def make_config(descriptor=None, fitting=None, **model):
