@@ -39,7 +39,7 @@ from .pairs import pair_inputs
 
 log = logging.getLogger("dpcore.train")
 
-__all__ = ["train", "build_model_and_stats", "make_step", "make_eval", "trainable_mask", "split_params",
+__all__ = ["train", "Trainer", "build_model_and_stats", "make_step", "make_eval", "trainable_mask", "split_params",
            "merge_params", "batch_inputs", "resolve_sel", "TRAIN_BACKENDS"]
 
 TRAIN_BACKENDS = ("torch", "jax", "tensorflow", "paddle")
@@ -312,190 +312,227 @@ def train(cfg: dict, backend, *, restart=None, init_model=None, workdir=".", num
     normalised input (``sel`` resolved) to this path (never over the input file it was read from).
     Returns a summary dict (model, last metrics, timings, checkpoint path, backend name).
     """
-    from .backends import canonical_name, get_backend
-    from .config import normalize_config
-    from .data import NeighborListCache, samplers_from_config
-    from .loss import make_loss
-    from .lr import make_lr
+    return Trainer(cfg, backend, restart=restart, init_model=init_model, workdir=workdir, numb_steps=numb_steps,
+                   normalized_output=normalized_output).run()
 
-    if restart is not None and init_model is not None:
-        raise ValueError("--restart and --init-model are mutually exclusive (a restart already continues "
-                         "from its own parameters)")
-    if isinstance(backend, str):
-        name = canonical_name(backend)
-        if name not in TRAIN_BACKENDS:
-            raise ValueError(f"backend {name!r} has no automatic differentiation and cannot train; "
-                             f"use one of {', '.join(TRAIN_BACKENDS)}")
-    source = getattr(cfg, "source_path", None)
-    cfg = normalize_config(cfg)
-    tr = cfg["training"]
-    if cfg["model"].get("spin") is not None:
-        raise NotImplementedError("dpcore train: spin models (model/spin) cannot be trained yet; the energy loss "
-                                  "and the spin model exist, the training loop does not prepare spin batches")
-    _check_training_section(tr)
-    if isinstance(backend, str):
-        backend = get_backend(name)  # imports the framework: after the input checks
-    workdir = Path(workdir)
-    state = load_checkpoint(restart) if restart is not None else None
 
-    train_s, valid_s = samplers_from_config(cfg)
-    if state is not None:
-        if state["config"]["model"] != cfg["model"] and cfg["model"]["descriptor"]["sel"] != "auto":
-            log.warning("the model section of the input differs from the checkpoint's; continuing with the "
-                        "checkpoint's model")
-        cfg["model"] = copy.deepcopy(state["config"]["model"])
-    else:
+class Trainer:
+    """Set-up (:meth:`__init__`) and loop (:meth:`run`) of :func:`train`; see the module docstring."""
+
+    def __init__(self, cfg, backend, *, restart=None, init_model=None, workdir=".", numb_steps=None,
+                 normalized_output=None):
+        from .backends import canonical_name, get_backend
+        from .config import normalize_config
+        from .data import NeighborListCache, samplers_from_config
+
+        if restart is not None and init_model is not None:
+            raise ValueError("--restart and --init-model are mutually exclusive (a restart already continues "
+                             "from its own parameters)")
+        if isinstance(backend, str):
+            name = canonical_name(backend)
+            if name not in TRAIN_BACKENDS:
+                raise ValueError(f"backend {name!r} has no automatic differentiation and cannot train; "
+                                 f"use one of {', '.join(TRAIN_BACKENDS)}")
+        source = getattr(cfg, "source_path", None)
+        cfg = normalize_config(cfg)
+        if cfg["model"].get("spin") is not None:
+            raise NotImplementedError("dpcore train: spin models (model/spin) cannot be trained yet; the energy "
+                                      "loss and the spin model exist, the training loop does not prepare spin batches")
+        _check_training_section(cfg["training"])
+        self.backend = get_backend(name) if isinstance(backend, str) else backend  # after the input checks
+        self.workdir = Path(workdir)
+        state = load_checkpoint(restart) if restart is not None else None
+
+        self.train_s, self.valid_s = samplers_from_config(cfg)
         init_params = None
-        if init_model is not None:
-            init = _load_init_model(init_model)
-            init_params = init.params
-            if isinstance(cfg["model"]["descriptor"]["sel"], str):
-                cfg["model"]["descriptor"]["sel"] = list(init.sel)
-        cfg = resolve_sel(cfg, train_s.systems)
-    if normalized_output is not None:
-        from .config import write_normalized
+        if state is not None:
+            if state["config"]["model"] != cfg["model"] and cfg["model"]["descriptor"]["sel"] != "auto":
+                log.warning("the model section of the input differs from the checkpoint's; continuing with the "
+                            "checkpoint's model")
+            cfg["model"] = copy.deepcopy(state["config"]["model"])
+        else:
+            if init_model is not None:
+                init = _load_init_model(init_model)
+                init_params = init.params
+                if isinstance(cfg["model"]["descriptor"]["sel"], str):
+                    cfg["model"]["descriptor"]["sel"] = list(init.sel)
+            cfg = resolve_sel(cfg, self.train_s.systems)
+        self.cfg = cfg
+        if normalized_output is not None:
+            from .config import write_normalized
 
-        write_normalized(cfg, normalized_output, source=source)
-    cache = NeighborListCache(nlist_maker(cfg["model"]))
-    for s in (train_s, valid_s):
-        if s is not None:
-            s.nlist_cache = cache
+            write_normalized(cfg, normalized_output, source=source)
+        cache = NeighborListCache(nlist_maker(cfg["model"]))
+        for s in (self.train_s, self.valid_s):
+            if s is not None:
+                s.nlist_cache = cache
+        if state is not None:
+            from .model.energy_model import EnergyModel
 
-    if state is not None:
-        from .model.energy_model import EnergyModel
+            self.model = EnergyModel(cfg["model"], state["params"])
+            self.train_s.set_state(state["sampler"]["train"])
+            if self.valid_s is not None and state["sampler"].get("valid") is not None:
+                self.valid_s.set_state(state["sampler"]["valid"])
+            self.start_step = int(state["step"])
+            log.info("restart from %s at step %d (written by backend %s)", state["path"], self.start_step,
+                     state["backend"])
+        else:
+            self.model = build_model_and_stats(cfg, self.train_s, init_params=init_params)
+            self.start_step = 0
+        self._setup_optimisation(numb_steps, state)
 
-        model = EnergyModel(cfg["model"], state["params"])
-        train_s.set_state(state["sampler"]["train"])
-        if valid_s is not None and state["sampler"].get("valid") is not None:
-            valid_s.set_state(state["sampler"]["valid"])
-        start_step = int(state["step"])
-        log.info("restart from %s at step %d (written by backend %s)", state["path"], start_step, state["backend"])
-    else:
-        model = build_model_and_stats(cfg, train_s, init_params=init_params)
-        start_step = 0
-    mcfg = model.config
-    num_steps = int(numb_steps) if numb_steps is not None else _num_steps(tr, train_s)
-    loss = make_loss(cfg["loss"], backend=backend.name, start_lr=cfg["learning_rate"]["start_lr"])
-    lr_sched = make_lr(cfg["learning_rate"], num_steps)
-    keys = list(loss.display_keys)
+    def _setup_optimisation(self, numb_steps, state) -> None:
+        from .loss import make_loss
+        from .lr import make_lr
 
-    mask = trainable_mask(mcfg, model.params)
-    trainable_np, frozen_np = split_params(model.params, mask)
-    if state is not None:
-        opt = state["optimizer"]
-        adam_np = {"step": int(opt["step"]), "m": opt["m"], "v": opt["v"]}
-    else:
-        adam_np = adam_init(trainable_np)
-    trainable, frozen = backend.tree_asarray(trainable_np), backend.tree_asarray(frozen_np)
-    adam = {"step": adam_np["step"], "m": backend.tree_asarray(adam_np["m"]), "v": backend.tree_asarray(adam_np["v"])}
-    jitted = backend.capabilities.get("jit", False)
-    scalar = (lambda x, dt: backend.asarray(np.asarray(x, dtype=dt))) if jitted else (lambda x, dt: x)
-    opt_cfg = cfg["optimizer"]
-    steps = _StepCache(lambda blocks, flags: make_step(backend, mcfg, loss, blocks, flags, opt_cfg,
-                                                       tr.get("gradient_max_norm")))
-    evals = _StepCache(lambda blocks, flags: make_eval(backend, mcfg, loss, blocks, flags))
+        cfg, be, tr = self.cfg, self.backend, self.cfg["training"]
+        mcfg = self.model.config
+        self.num_steps = int(numb_steps) if numb_steps is not None else _num_steps(tr, self.train_s)
+        self.loss = make_loss(cfg["loss"], backend=be.name, start_lr=cfg["learning_rate"]["start_lr"])
+        self.lr = make_lr(cfg["learning_rate"], self.num_steps)
+        self.keys = list(self.loss.display_keys)
+        trainable, self.frozen_np = split_params(self.model.params, trainable_mask(mcfg, self.model.params))
+        self.n_trainable = sum(int(np.size(x)) for x in _leaves(trainable))
+        if state is not None:
+            opt = state["optimizer"]
+            adam = {"step": int(opt["step"]), "m": opt["m"], "v": opt["v"]}
+        else:
+            adam = adam_init(trainable)
+        self.trainable, self.frozen = be.tree_asarray(trainable), be.tree_asarray(self.frozen_np)
+        self.adam = {"step": adam["step"], "m": be.tree_asarray(adam["m"]), "v": be.tree_asarray(adam["v"])}
+        # compiled steps get lr and the Adam step as 0-d arrays (a Python number is a trace-time constant)
+        self.jitted = bool(be.capabilities.get("jit", False) or getattr(be, "compile", False))
+        self.steps = _StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
+                                                                tr.get("gradient_max_norm")))
+        self.evals = _StepCache(lambda blocks, flags: make_eval(be, mcfg, self.loss, blocks, flags))
 
-    def to_backend(batch):
-        inputs, labels, blocks = batch_inputs(mcfg, batch)
+    # -- pieces of one step ------------------------------------------------------------------------------
+    def _scalar(self, x, dtype):
+        return self.backend.asarray(np.asarray(x, dtype=dtype)) if self.jitted else x
+
+    def _to_backend(self, batch):
+        inputs, labels, blocks = batch_inputs(self.model.config, batch)
         arrays, flags = _split_labels(labels)
-        return backend.tree_asarray(inputs), backend.tree_asarray(arrays), blocks, flags
+        return self.backend.tree_asarray(inputs), self.backend.tree_asarray(arrays), blocks, flags
 
-    def metrics_of(metrics):
-        return {k: float(backend.to_numpy(metrics[k])) for k in keys}
+    def _metrics(self, metrics) -> dict:
+        return {k: float(self.backend.to_numpy(metrics[k])) for k in self.keys}
 
-    def validate(params, lr):
-        if valid_s is None:
+    def step(self, t: int) -> dict:
+        """Train step ``t`` (0-based); returns the metrics (backend arrays) of its batch before the update."""
+        lr = float(self.lr.value(t))
+        inputs, labels, blocks, flags = self._to_backend(self.train_s.next_batch())
+        adam = self.adam
+        adam_in = {"step": self._scalar(adam["step"], np.int64), "m": adam["m"], "v": adam["v"]}
+        self.trainable, out, _, metrics = self.steps.get(blocks, flags)(
+            self.trainable, adam_in, self.frozen, inputs, labels, self._scalar(lr, np.float64))
+        self.adam = {"step": adam["step"] + 1, "m": out["m"], "v": out["v"]}
+        return metrics
+
+    def validate(self, lr: float) -> dict | None:
+        """Metrics on ``numb_btch`` validation batches, averaged with the batches' atom counts (SPEC 10.3)."""
+        if self.valid_s is None:
             return None
+        params = merge_params(self.trainable, self.frozen)
         total, weight = {}, 0
-        for batch in valid_s.take(valid_s.numb_btch):
-            inputs, labels, blocks, flags = to_backend(batch)
-            _, m = evals.get(blocks, flags)(params, inputs, labels, scalar(lr, np.float64))
+        for batch in self.valid_s.take(self.valid_s.numb_btch):
+            inputs, labels, blocks, flags = self._to_backend(batch)
+            _, m = self.evals.get(blocks, flags)(params, inputs, labels, self._scalar(lr, np.float64))
             natoms = int(batch["atype"].shape[-1])
-            for k, v in metrics_of(m).items():
+            for k, v in self._metrics(m).items():
                 total[k] = total.get(k, 0.0) + v * natoms
             weight += natoms
         return {k: v / weight for k, v in total.items()}
 
-    # outputs
-    disp_path = workdir / tr["disp_file"]
-    save_dir = workdir / (tr.get("save_dir") or "")
-    if tr["disp_training"]:
-        disp_path.parent.mkdir(parents=True, exist_ok=True)
-        if state is not None and disp_path.exists():
-            dropped = lcurve.truncate_after(disp_path, start_step)
-            if dropped:
-                log.info("%s: removed %d lines after step %d (written after the checkpoint)", disp_path, dropped,
-                         start_step)
-        fresh = state is None or not disp_path.exists() or disp_path.stat().st_size == 0
-        fout = open(disp_path, "w" if state is None else "a", buffering=1)
-        if fresh:
-            fout.write(lcurve.header(keys, validation=valid_s is not None))
-    else:
-        fout = None
+    def params_numpy(self) -> dict:
+        return merge_params(self.backend.tree_to_numpy(self.trainable), self.frozen_np)
 
-    def checkpoint(step):
-        params_np = merge_params(backend.tree_to_numpy(trainable), frozen_np)
-        st = {"params": params_np,
-              "optimizer": {"type": "Adam", "step": int(step), "m": backend.tree_to_numpy(adam["m"]),
-                            "v": backend.tree_to_numpy(adam["v"])},
-              "step": int(step),
-              "sampler": {"train": train_s.get_state(), "valid": None if valid_s is None else valid_s.get_state()},
-              "config": dict(cfg), "backend": backend.name, "versions": _versions(backend)}
-        path = write_checkpoint(save_dir, tr["save_ckpt"], st, tr["max_ckpt_keep"])
+    def save(self, step: int) -> Path:
+        """Checkpoint after ``step`` completed steps (rotation and pointer file, see :mod:`dpcore.checkpoint`)."""
+        tr, be = self.cfg["training"], self.backend
+        prefix = Path(tr["save_ckpt"])  # may hold a folder: "ckpt/model.ckpt"
+        state = {"params": self.params_numpy(),
+                 "optimizer": {"type": "Adam", "step": int(self.adam["step"]), "m": be.tree_to_numpy(self.adam["m"]),
+                               "v": be.tree_to_numpy(self.adam["v"])},
+                 "step": int(step),
+                 "sampler": {"train": self.train_s.get_state(),
+                             "valid": None if self.valid_s is None else self.valid_s.get_state()},
+                 "config": dict(self.cfg), "backend": be.name, "versions": _versions(be)}
+        path = write_checkpoint(self.workdir / (tr.get("save_dir") or "") / prefix.parent, prefix.name, state,
+                                tr["max_ckpt_keep"])
         log.info("saved checkpoint %s", path)
         return path
 
-    log.info("training %d steps (from step %d) on backend %s; %d trainable parameters", num_steps, start_step,
-             backend.name, sum(int(np.size(x)) for x in _leaves(trainable_np)))
-    disp_freq, save_freq = int(tr["disp_freq"]), int(tr["save_freq"])
-    t_start = time.perf_counter()
-    t_window, n_window, timed_steps, timed_time = t_start, 0, 0, 0.0
-    t_first = None
-    last_trn, last_val, last_ckpt, running = None, None, None, {}
-    for t in range(start_step, num_steps):
-        lr = float(lr_sched.value(t))
-        inputs, labels, blocks, flags = to_backend(train_s.next_batch())
-        step_arg = adam["step"] if not jitted else scalar(adam["step"], np.int64)
-        adam_in = {"step": step_arg, "m": adam["m"], "v": adam["v"]}
-        trainable, adam_out, _, metrics = steps.get(blocks, flags)(trainable, adam_in, frozen, inputs, labels,
-                                                                    scalar(lr, np.float64))
-        adam = {"step": adam["step"] + 1, "m": adam_out["m"], "v": adam_out["v"]}
-        n_window += 1
-        if tr.get("disp_avg"):
-            for k, v in metrics_of(metrics).items():
-                running[k] = running.get(k, 0.0) + v
-        display = tr["disp_training"] and ((t + 1) % disp_freq == 0 or t == 0)
-        if display:
-            trn = ({k: v / n_window for k, v in running.items()} if tr.get("disp_avg") else metrics_of(metrics))
-            running = {}
-            val = validate(merge_params(trainable, frozen), lr)
-            fout.write(lcurve.line(t + 1, lr, trn, val, keys))
-            last_trn, last_val = trn, val
-        if t_first is None:  # the first step pays for compilation / tracing
-            t_first = time.perf_counter() - t_start
-            t_window, n_window = time.perf_counter(), 0
-        elif display or t + 1 == num_steps:
-            now = time.perf_counter()
-            per = (now - t_window) / max(n_window, 1)
-            timed_steps, timed_time = timed_steps + n_window, timed_time + (now - t_window)
-            t_window, n_window = now, 0
-            if display:
-                _log_display(t + 1, num_steps, last_trn, last_val, lr, per)
-        if (t + 1) % save_freq == 0 or t + 1 == num_steps:
-            last_ckpt = checkpoint(t + 1)
-    if fout is not None:
-        fout.close()
-    wall = time.perf_counter() - t_start
-    per_step = timed_time / timed_steps if timed_steps else float("nan")
-    if tr["time_training"] and num_steps > start_step:
-        log.info("finished %d steps in %s; average %.4f s/step (excluding the first step, %.2f s)",
-                 num_steps - start_step, _fmt_time(wall), per_step, t_first or 0.0)
-    params_np = merge_params(backend.tree_to_numpy(trainable), frozen_np)
-    from .model.energy_model import EnergyModel
+    def _open_lcurve(self):
+        """lcurve.out: new with its header, or (restart) cut after the checkpoint's step and appended to."""
+        tr = self.cfg["training"]
+        if not tr["disp_training"]:
+            return None
+        path = self.workdir / tr["disp_file"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        restart = self.start_step > 0
+        if restart and path.exists():
+            dropped = lcurve.truncate_after(path, self.start_step)
+            if dropped:
+                log.info("%s: removed %d lines after step %d (written after the checkpoint)", path, dropped,
+                         self.start_step)
+        fresh = not restart or not path.exists() or path.stat().st_size == 0
+        fout = open(path, "a" if restart else "w", buffering=1)
+        if fresh:
+            fout.write(lcurve.header(self.keys, validation=self.valid_s is not None))
+        return fout
 
-    return {"model": EnergyModel(mcfg, params_np, model.model_def_script), "train": last_trn, "valid": last_val,
-            "s_per_step": per_step, "first_step_s": t_first, "wall_s": wall, "checkpoint": last_ckpt,
-            "backend": backend.name, "num_steps": num_steps, "config": cfg, "settings": dict(backend.settings)}
+    # -- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        tr = self.cfg["training"]
+        disp_freq, save_freq, num_steps = int(tr["disp_freq"]), int(tr["save_freq"]), self.num_steps
+        log.info("training %d steps (from step %d) on backend %s; %d trainable parameters", num_steps,
+                 self.start_step, self.backend.name, self.n_trainable)
+        fout = self._open_lcurve()
+        t_start = time.perf_counter()
+        t_first, t_window, n_window, timed_steps, timed_time = None, t_start, 0, 0, 0.0
+        trn = val = ckpt = None
+        running, n_running = {}, 0
+        try:
+            for t in range(self.start_step, num_steps):
+                metrics = self.step(t)
+                n_window += 1
+                if tr["disp_avg"]:
+                    for k, v in self._metrics(metrics).items():
+                        running[k] = running.get(k, 0.0) + v
+                    n_running += 1
+                display = fout is not None and ((t + 1) % disp_freq == 0 or t == 0)
+                if display:
+                    lr = float(self.lr.value(t))
+                    trn = {k: v / n_running for k, v in running.items()} if tr["disp_avg"] else self._metrics(metrics)
+                    running, n_running = {}, 0
+                    val = self.validate(lr)
+                    fout.write(lcurve.line(t + 1, lr, trn, val, self.keys))
+                now = time.perf_counter()
+                if t_first is None:  # the first step pays for tracing / compilation
+                    t_first, t_window, n_window = now - t_start, now, 0
+                elif display or t + 1 == num_steps:
+                    per = (now - t_window) / max(n_window, 1)
+                    timed_steps, timed_time = timed_steps + n_window, timed_time + (now - t_window)
+                    t_window, n_window = now, 0
+                    if display:
+                        _log_display(t + 1, num_steps, trn, val, float(self.lr.value(t)), per)
+                if (t + 1) % save_freq == 0 or t + 1 == num_steps:
+                    ckpt = self.save(t + 1)
+        finally:
+            if fout is not None:
+                fout.close()
+        wall = time.perf_counter() - t_start
+        per_step = timed_time / timed_steps if timed_steps else float("nan")
+        if tr["time_training"] and num_steps > self.start_step:
+            log.info("finished %d steps in %s; average %.4f s/step (excluding the first step, %.2f s)",
+                     num_steps - self.start_step, _fmt_time(wall), per_step, t_first or 0.0)
+        from .model.energy_model import EnergyModel
+
+        model = EnergyModel(self.model.config, self.params_numpy(), self.model.model_def_script)
+        return {"model": model, "train": trn, "valid": val, "s_per_step": per_step, "first_step_s": t_first,
+                "wall_s": wall, "checkpoint": ckpt, "backend": self.backend.name, "num_steps": num_steps,
+                "config": self.cfg, "settings": dict(self.backend.settings)}
 
 
 def _leaves(tree):
