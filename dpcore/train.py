@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import math
 import os
 import time
+from collections import OrderedDict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,7 +42,7 @@ from .pairs import pair_inputs
 log = logging.getLogger("dpcore.train")
 
 __all__ = ["train", "Trainer", "build_model_and_stats", "make_step", "make_eval", "trainable_mask", "split_params",
-           "merge_params", "batch_inputs", "resolve_sel", "TRAIN_BACKENDS"]
+           "merge_params", "batch_inputs", "spin_batch_inputs", "spin_stat_samples", "resolve_sel", "TRAIN_BACKENDS"]
 
 TRAIN_BACKENDS = ("torch", "jax", "tensorflow", "paddle")
 # training keys dpcore accepts but does not implement: (default, error if changed?)
@@ -103,22 +105,24 @@ def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None 
 
     Statistics on ``train_sampler.stat_batches(model.data_stat_nbatch)`` (SPEC 2.4, 5.3, 5.4):
     descriptor ``davg``/``dstd`` (cast to the descriptor precision; read from / stored in
-    ``training.stat_file`` when given), fparam/aparam average and inverse
-    std, and the energy ``out_bias`` (least squares on per-type atom counts).
+    ``training.stat_file`` when given), fparam/aparam average and inverse std, and the energy
+    ``out_bias`` (least squares on per-type atom counts).  A spin model's descriptor statistics and
+    bias are those of its 2n-type backbone on the frames with virtual atoms (:func:`spin_stat_samples`).
     """
     from .label_stat import energy_bias, fparam_aparam_stats
-    from .model.energy_model import EnergyModel
+    from .model.energy_model import model_from_config
     from .stat import descriptor_stats
 
-    model = EnergyModel.from_config(cfg["model"], seed=cfg["training"].get("seed"))
+    model = model_from_config(cfg["model"], seed=cfg["training"].get("seed"))
     if init_params is not None:
         _check_same_structure(init_params, model.params, "init-model")
         model.set_params(copy.deepcopy(init_params))
         return model
-    mcfg, params = model.config, model.params
+    mcfg, params = model.config, model.params  # the backbone's for a spin model
     t0 = time.perf_counter()
     samples = train_sampler.stat_batches(mcfg["data_stat_nbatch"])
-    davg, dstd = descriptor_stats(mcfg, samples, stat_file=cfg["training"].get("stat_file"))
+    backbone_samples = spin_stat_samples(model, samples) if _is_spin(model) else samples
+    davg, dstd = descriptor_stats(mcfg, backbone_samples, stat_file=cfg["training"].get("stat_file"))
     ddt = params["descriptor"]["davg"].dtype
     params["descriptor"]["davg"], params["descriptor"]["dstd"] = davg.astype(ddt), dstd.astype(ddt)
     fit = mcfg["fitting_net"]
@@ -126,9 +130,10 @@ def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None 
                                  fit.get("default_fparam"))
     for k, v in fstats.items():
         params["fitting"][k] = v.astype(params["fitting"][k].dtype)
+    ntypes = len(mcfg["type_map"])
     if any(s.get("find_energy", 0.0) > 0 or s.get("find_atom_ener", 0.0) > 0 for s in samples):
-        bias = energy_bias(samples, model.ntypes, mcfg.get("atom_exclude_types", ()), mcfg.get("preset_out_bias"))
-        params["out_bias"] = bias["out_bias"].reshape(model.ntypes)
+        bias = energy_bias(backbone_samples, ntypes, mcfg.get("atom_exclude_types", ()), mcfg.get("preset_out_bias"))
+        params["out_bias"] = bias["out_bias"].reshape(ntypes)
         log.info("energy bias per type %s eV (fit residual %.3g eV/atom)", np.round(params["out_bias"], 6).tolist(),
                  float(bias["rmse_per_atom"]))
     else:
@@ -136,6 +141,26 @@ def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None 
     log.info("statistics from %d frames in %.2f s", sum(s["coord"].shape[0] for s in samples), time.perf_counter() - t0)
     model.set_params(params)
     return model
+
+
+def _is_spin(model) -> bool:
+    return getattr(model, "model_type", "standard") == "spin_ener"
+
+
+def spin_stat_samples(model, samples: list) -> list:
+    """Statistics frames of a spin model as its backbone sees them (DeePMD-kit's ``spin_sampled_func``):
+    ``coord' = [r | r + vs * s]``, ``atype' = [t | t + n]``, ``natoms' = [2 nloc, 2 nloc, counts, counts]``
+    (the virtual types are excluded atoms of the backbone, so the energy bias ignores their columns)."""
+    n, vsm = model.ntypes, model.virtual_scale_mask
+    out = []
+    for s in samples:
+        atype, coord, spin = s["atype"], s["coord"], s["spin"]
+        vs = np.where(atype >= 0, vsm[np.where(atype >= 0, atype, 0)], 0.0)
+        natoms = np.asarray(s["natoms"])
+        out.append({**s, "coord": np.concatenate([coord, coord + vs[..., None] * spin], axis=1),
+                    "atype": np.concatenate([atype, np.where(atype >= 0, atype + n, -1)], axis=1),
+                    "natoms": np.concatenate([2 * natoms[:, :2], natoms[:, 2:], natoms[:, 2:]], axis=1)})
+    return out
 
 
 def trainable_mask(model_cfg: dict, params: dict) -> dict:
@@ -214,6 +239,24 @@ def batch_inputs(model_cfg: dict, batch: dict) -> tuple[dict, dict, tuple | None
     return inputs, labels, blocks
 
 
+def spin_batch_inputs(model, batch: dict) -> tuple[dict, dict, tuple | None]:
+    """:func:`batch_inputs` of a spin model: the backbone's 2·nloc-atom inputs of
+    :func:`dpcore.model.spin_model.prepare` (built per batch: the virtual atoms move with the spins)."""
+    from .model.spin_model import prepare
+
+    f = model.config["fitting_net"]
+    fparam = batch["fparam"] if f["numb_fparam"] > 0 and batch.get("find_fparam", 0.0) > 0 else None
+    aparam = batch["aparam"] if f["numb_aparam"] > 0 else None
+    inputs, blocks, perm = prepare(model, batch["coord"], batch["atype"], batch["spin"], batch.get("box"),
+                                   fparam, aparam)
+    if perm is not None and np.any(perm != np.arange(perm.size)):
+        raise ValueError("spin batch: atoms are not sorted by type (data systems are sorted on load)")
+    labels = {k: batch[k] for k in _LABEL_KEYS if k in batch}
+    labels.update({f"find_{k}": float(batch[f"find_{k}"]) for k in _LABEL_KEYS if f"find_{k}" in batch})
+    labels["natoms"] = batch["natoms"]
+    return inputs, labels, blocks
+
+
 def _split_labels(labels: dict) -> tuple[dict, tuple]:
     """Array labels (traced) and the ``find_*`` flags (static: one compiled step per combination)."""
     arrays = {k: v for k, v in labels.items() if not k.startswith("find_")}
@@ -222,20 +265,24 @@ def _split_labels(labels: dict) -> tuple[dict, tuple]:
 
 
 # ------------------------------------------------------------------------------------------ step functions
-def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dict, gradient_max_norm=None):
+def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dict, gradient_max_norm=None,
+              forward=None):
     """``step(trainable, adam_state, frozen, inputs, labels, lr) -> (trainable, adam_state, loss, metrics)``.
 
     Gradient of ``loss(energy.forward(cfg, trainable + frozen, inputs, blocks), labels, lr)`` with
     respect to ``trainable`` (analytic forces inside), optional global-norm clipping, then Adam;
-    compiled with ``backend.jit`` (``blocks`` and the ``find_*`` ``flags`` are static).
+    compiled with ``backend.jit`` (``blocks`` and the ``find_*`` ``flags`` are static).  ``forward``:
+    the model function (default :func:`dpcore.model.energy.forward`; spin: :func:`dpcore.model.spin.forward`).
     """
     from .model import energy
+
+    forward = energy.forward if forward is None else forward
 
     find = dict(flags)
     b1, b2, wd = opt_cfg.get("adam_beta1", 0.9), opt_cfg.get("adam_beta2", 0.999), opt_cfg.get("weight_decay", 0.0)
 
     def objective(trainable, frozen, inputs, labels, lr):
-        out = energy.forward(model_cfg, merge_params(trainable, frozen), inputs, blocks)
+        out = forward(model_cfg, merge_params(trainable, frozen), inputs, blocks)
         return loss(out, {**labels, **find}, lr)
 
     grad_fn = backend.value_and_grad(objective, argnums=0, has_aux=True)
@@ -250,31 +297,47 @@ def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dic
     return backend.jit(step, **JIT_OPTIONS.get(backend.name, {}))
 
 
-def make_eval(backend, model_cfg: dict, loss, blocks, flags: tuple):
+def make_eval(backend, model_cfg: dict, loss, blocks, flags: tuple, forward=None):
     """``evaluate(params, inputs, labels, lr) -> (loss, metrics)`` without gradients (validation)."""
     from .model import energy
+
+    forward = energy.forward if forward is None else forward
 
     find = dict(flags)
 
     def evaluate(params, inputs, labels, lr):
-        out = energy.forward(model_cfg, params, inputs, blocks)
+        out = forward(model_cfg, params, inputs, blocks)
         return loss(out, {**labels, **find}, lr)
 
     return backend.jit(evaluate, **JIT_OPTIONS.get(backend.name, {}))
 
 
 class _StepCache:
-    """Compiled step / eval functions keyed by (type blocks, find flags); array shapes are the
-    framework's business (a new nf retraces under jax/tf)."""
+    """Compiled step / eval functions keyed by (type blocks, find flags), shared by every :class:`Trainer`
+    of the process with the same ``context`` (backend, device, model/loss/optimizer settings, kind), so a
+    restart or a second run in one process does not compile again (jax/tf: tens of seconds).  Array
+    shapes are the framework's business (a new nf retraces under jax/tf)."""
 
-    def __init__(self, factory):
-        self.factory, self.fns = factory, {}
+    _shared: OrderedDict = OrderedDict()
+    MAX = 16
+
+    def __init__(self, factory, context: tuple):
+        self.factory, self.context = factory, context
 
     def get(self, blocks, flags):
-        key = (blocks, flags)
-        if key not in self.fns:
-            self.fns[key] = self.factory(blocks, flags)
-        return self.fns[key]
+        key = (self.context, blocks, flags)
+        fn = self._shared.pop(key, None)
+        if fn is None:
+            fn = self.factory(blocks, flags)
+        self._shared[key] = fn
+        while len(self._shared) > self.MAX:
+            self._shared.popitem(last=False)
+        return fn
+
+
+def _context(backend, *parts) -> tuple:
+    return (backend.name, str(backend.device), id(backend)) + tuple(
+        json.dumps(p, sort_keys=True, default=repr) for p in parts)
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -340,9 +403,6 @@ class Trainer:
                                  f"use one of {', '.join(TRAIN_BACKENDS)}")
         source = getattr(cfg, "source_path", None)
         cfg = normalize_config(cfg)
-        if cfg["model"].get("spin") is not None:
-            raise NotImplementedError("dpcore train: spin models (model/spin) cannot be trained yet; the energy "
-                                      "loss and the spin model exist, the training loop does not prepare spin batches")
         _check_training_section(cfg["training"])
         self.backend = get_backend(name) if isinstance(backend, str) else backend  # after the input checks
         self.workdir = Path(workdir)
@@ -367,14 +427,15 @@ class Trainer:
             from .config import write_normalized
 
             write_normalized(cfg, normalized_output, source=source)
-        cache = NeighborListCache(nlist_maker(cfg["model"]))
-        for s in (self.train_s, self.valid_s):
-            if s is not None:
-                s.nlist_cache = cache
+        if cfg["model"].get("spin") is None:  # spin batches build their 2·nloc-atom lists per batch
+            cache = NeighborListCache(nlist_maker(cfg["model"]))
+            for s in (self.train_s, self.valid_s):
+                if s is not None:
+                    s.nlist_cache = cache
         if state is not None:
-            from .model.energy_model import EnergyModel
+            from .checkpoint import model_from_state
 
-            self.model = EnergyModel(cfg["model"], state["params"])
+            self.model = model_from_state(cfg["model"], state["params"])
             self.train_s.set_state(state["sampler"]["train"])
             if self.valid_s is not None and state["sampler"].get("valid") is not None:
                 self.valid_s.set_state(state["sampler"]["valid"])
@@ -407,16 +468,26 @@ class Trainer:
         self.adam = {"step": adam["step"], "m": be.tree_asarray(adam["m"]), "v": be.tree_asarray(adam["v"])}
         # compiled steps get lr and the Adam step as 0-d arrays (a Python number is a trace-time constant)
         self.jitted = bool(be.capabilities.get("jit", False) or getattr(be, "compile", False))
+        if _is_spin(self.model):
+            from .model.spin import forward
+        else:
+            from .model.energy import forward
+        ctx = _context(be, mcfg, self.loss.config, self.loss.start_lr, forward.__module__)
         self.steps = _StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
-                                                                tr.get("gradient_max_norm")))
-        self.evals = _StepCache(lambda blocks, flags: make_eval(be, mcfg, self.loss, blocks, flags))
+                                                                tr.get("gradient_max_norm"), forward),
+                                ("step", json.dumps(cfg["optimizer"], sort_keys=True), tr.get("gradient_max_norm")) + ctx)
+        self.evals = _StepCache(lambda blocks, flags: make_eval(be, mcfg, self.loss, blocks, flags, forward),
+                                ("eval",) + ctx)
 
     # -- pieces of one step ------------------------------------------------------------------------------
     def _scalar(self, x, dtype):
         return self.backend.asarray(np.asarray(x, dtype=dtype)) if self.jitted else x
 
     def _to_backend(self, batch):
-        inputs, labels, blocks = batch_inputs(self.model.config, batch)
+        if _is_spin(self.model):
+            inputs, labels, blocks = spin_batch_inputs(self.model, batch)
+        else:
+            inputs, labels, blocks = batch_inputs(self.model.config, batch)
         arrays, flags = _split_labels(labels)
         return self.backend.tree_asarray(inputs), self.backend.tree_asarray(arrays), blocks, flags
 
@@ -532,9 +603,10 @@ class Trainer:
         if tr["time_training"] and num_steps > self.start_step:
             log.info("finished %d steps in %s; average %.4f s/step (excluding the first step, %.2f s)",
                      num_steps - self.start_step, _fmt_time(wall), per_step, t_first or 0.0)
-        from .model.energy_model import EnergyModel
+        from .checkpoint import model_from_state
 
-        model = EnergyModel(self.model.config, self.params_numpy(), self.model.model_def_script)
+        model = model_from_state(self.cfg["model"], self.params_numpy())
+        model.model_def_script = self.model.model_def_script
         return {"model": model, "train": trn, "valid": val, "s_per_step": per_step, "first_step_s": t_first,
                 "wall_s": wall, "checkpoint": ckpt, "backend": self.backend.name, "num_steps": num_steps,
                 "config": self.cfg, "settings": dict(self.backend.settings)}

@@ -58,6 +58,45 @@ def make_case(root, nsys: int = 2, nframes: int = 4, natoms: int = 8, numb_steps
     }
 
 
+def make_spin_case(root, nframes: int = 4, natoms: int = 8, numb_steps: int = 12) -> dict:
+    """Two training systems and one validation system with spins (deepspin layout: spin.npy, force_mag.npy)
+    labelled by a fixed random spin model (Ni magnetic, O not); the input trains a fresh spin model."""
+    from dpcore.model.spin_model import SpinEnergyModel
+
+    root = Path(root)
+    model = {"type_map": ["Ni", "O"],
+             "descriptor": {"type": "se_e2_a", "sel": [24, 24], "rcut": 3.5, "rcut_smth": 0.5, "neuron": [4, 8],
+                            "axis_neuron": 4},
+             "fitting_net": {"neuron": [8, 8]}, "spin": {"use_spin": [True, False], "virtual_scale": [0.3]}}
+    teacher = SpinEnergyModel.from_config(model, seed=5)
+    paths = []
+    for k in range(3):
+        coord, atype, box = random_system(natoms=natoms, nframes=nframes, box_len=4.5, seed=200 + k)
+        spin = np.random.default_rng(k).normal(size=coord.shape)
+        out = teacher.evaluate(coord, atype, spin, box)
+        s = root / f"sys{k}"
+        (s / "set.000").mkdir(parents=True)
+        np.savetxt(s / "type.raw", atype, fmt="%d")
+        (s / "type_map.raw").write_text("Ni\nO\n")
+        for name, v in (("coord", coord), ("box", box), ("spin", spin), ("force", out["force"]),
+                        ("force_mag", out["force_mag"])):
+            np.save(s / "set.000" / f"{name}.npy", np.asarray(v).reshape(nframes, -1))
+        np.save(s / "set.000" / "energy.npy", out["energy"].reshape(nframes))
+        paths.append(str(s))
+    model["descriptor"].update(sel="auto", seed=1)
+    model["fitting_net"]["seed"] = 1
+    return {
+        "model": {**model, "data_stat_nbatch": 2},
+        "learning_rate": {"type": "exp", "start_lr": 1e-2, "stop_lr": 1e-3, "decay_steps": 2},
+        "loss": {"type": "ener_spin", "start_pref_e": 1.0, "limit_pref_e": 1.0, "start_pref_fr": 10.0,
+                 "limit_pref_fr": 1.0, "start_pref_fm": 10.0, "limit_pref_fm": 1.0},
+        "training": {"training_data": {"systems": paths[:2], "batch_size": 2},
+                     "validation_data": {"systems": paths[2:], "batch_size": 2, "numb_btch": 2},
+                     "numb_steps": numb_steps, "seed": 3, "disp_freq": 2, "save_freq": numb_steps // 2,
+                     "max_ckpt_keep": 2},
+    }
+
+
 def flat(tree, prefix=""):
     """{path: array} of a nested dict."""
     if isinstance(tree, dict):
@@ -307,11 +346,7 @@ def test_train_refuses_what_it_does_not_implement(tmp_path):
     bad["training"]["enable_ema"] = True
     with pytest.raises(NotImplementedError, match="training/enable_ema"):
         train(bad, "torch")
-    spin = copy.deepcopy(cfg)
-    spin["model"]["spin"] = {"use_spin": [True, False], "virtual_scale": [0.3]}
-    spin["loss"] = {"type": "ener_spin"}
-    with pytest.raises(NotImplementedError, match="spin models"):
-        train(spin, "torch")
+
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -369,7 +404,7 @@ def test_cli_restart_on_another_backend(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ shared by tests/isolated
-def check_train_and_restart(backend: str, tmp_path, numb_steps: int = 12) -> dict:
+def check_train_and_restart(backend: str, tmp_path, numb_steps: int = 12, spin: bool = False) -> dict:
     """Train ``numb_steps`` on the tiny case (sel auto, validation, checkpoints at the middle and the end);
     the validation error decreases, lcurve.out is well formed, and a restart from the middle checkpoint
     (in a copy of the folder, as after a kill) reproduces the same lcurve.out and final parameters."""
@@ -377,12 +412,13 @@ def check_train_and_restart(backend: str, tmp_path, numb_steps: int = 12) -> dic
 
     from dpcore.train import train
 
-    cfg = make_case(tmp_path / "data", numb_steps=numb_steps)
+    cfg = (make_spin_case if spin else make_case)(tmp_path / "data", numb_steps=numb_steps)
     run = tmp_path / "run"
     run.mkdir()
     result = train(cfg, backend, workdir=run)
     names, data = lcurve.read_lcurve(run / "lcurve.out")
-    assert names == ["step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val", "rmse_f_trn", "lr"]
+    keys = ["rmse", "rmse_e", "rmse_fm", "rmse_fr"] if spin else ["rmse", "rmse_e", "rmse_f"]
+    assert names == ["step"] + [f"{k}_{w}" for k in keys for w in ("val", "trn")] + ["lr"]
     assert data[:, 0].tolist() == [1] + list(range(2, numb_steps + 1, 2))
     assert np.all(np.isfinite(data))
     assert data[-1, 1] < 0.7 * data[0, 1], data[:, 1]  # validation rmse (the whole validation system) went down
@@ -420,3 +456,30 @@ def check_init_model(backend: str, tmp_path, run: Path, cfg: dict) -> None:
         np.testing.assert_array_equal(p["descriptor"]["dstd"], model.params["descriptor"]["dstd"])
         np.testing.assert_array_equal(p["out_bias"], model.params["out_bias"])
         assert max_rel_diff(p["fitting"]["nets"], model.params["fitting"]["nets"]) > 0  # trained on
+
+
+def test_spin_statistics(tmp_path):
+    """A spin model's statistics are its backbone's on the frames with virtual atoms; virtual types get no bias."""
+    from dpcore.config import normalize_config
+    from dpcore.data import samplers_from_config
+    from dpcore.label_stat import energy_bias
+    from dpcore.stat import descriptor_stats
+    from dpcore.train import build_model_and_stats, resolve_sel, spin_stat_samples
+
+    cfg = normalize_config(make_spin_case(tmp_path))
+    train_s, _ = samplers_from_config(cfg)
+    cfg = resolve_sel(cfg, train_s.systems)
+    model = build_model_and_stats(cfg, train_s)
+    assert model.model_type == "spin_ener" and len(model.config["type_map"]) == 4
+    samples = spin_stat_samples(model, train_s.stat_batches(2))
+    s0 = samples[0]
+    nloc = s0["coord"].shape[1] // 2
+    np.testing.assert_array_equal(s0["atype"][:, nloc:], s0["atype"][:, :nloc] + 2)
+    ni = s0["atype"][0, :nloc] == 0
+    np.testing.assert_allclose(s0["coord"][:, nloc:][:, ni] - s0["coord"][:, :nloc][:, ni], 0.3 * s0["spin"][:, ni])
+    np.testing.assert_array_equal(s0["coord"][:, nloc:][:, ~ni], s0["coord"][:, :nloc][:, ~ni])
+    davg, dstd = descriptor_stats(model.config, samples)
+    np.testing.assert_array_equal(model.params["descriptor"]["dstd"], dstd)
+    bias = energy_bias(samples, 4, model.config["atom_exclude_types"])["out_bias"].reshape(4)
+    np.testing.assert_array_equal(model.params["out_bias"], bias)
+    assert np.all(bias[2:] == 0.0) and np.all(bias[:2] != 0.0)

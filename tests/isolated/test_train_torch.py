@@ -49,3 +49,8 @@ def test_adam_equals_torch_optim_adam(dtype, tol, weight_decay):
             assert get(params, p).dtype == r.dtype
             np.testing.assert_allclose(get(params, p).numpy(), r.detach().numpy(), rtol=tol, atol=tol)
     assert state["step"] == 10
+
+
+def test_spin_train_restart_init_model(tmp_path):
+    out = check_train_and_restart("torch", tmp_path, spin=True)
+    check_init_model("torch", tmp_path, out["run"], out["cfg"])
