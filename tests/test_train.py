@@ -30,7 +30,8 @@ def make_case(root, nsys: int = 2, nframes: int = 4, natoms: int = 8, numb_steps
     """Write ``nsys`` training systems and one validation system (deepmd/npy, energies and forces of a
     fixed random model) under ``root``; return a raw input dict training a smaller model on them."""
     root = Path(root)
-    teacher = make_model(seed=7, descriptor={"sel": [24, 24], "rcut": 3.5, "neuron": [4, 8]}, fitting={"neuron": [8, 8]})
+    teacher = make_model(seed=7, descriptor={"sel": [24, 24], "rcut": 3.5, "neuron": [4, 8]},
+                         fitting={"neuron": [8, 8]})
     paths = []
     for k in range(nsys + 1):
         coord, atype, box = random_system(natoms=natoms, nframes=nframes, box_len=4.5, seed=100 + k)
@@ -165,7 +166,8 @@ def test_lcurve_header_and_line_golden():
     keys = ["rmse", "rmse_e", "rmse_f", "rmse_v"]
     head = lcurve.header(keys)
     assert head == (
-        "# step       rmse_val    rmse_trn    rmse_e_val  rmse_e_trn    rmse_f_val  rmse_f_trn    rmse_v_val  rmse_v_trn"
+        "# step       rmse_val    rmse_trn    rmse_e_val  rmse_e_trn    rmse_f_val  rmse_f_trn"
+        "    rmse_v_val  rmse_v_trn"
         "   lr      \n"
         "# If there is no available reference data, rmse_*_{val,trn} will print nan\n")
     trn = {"rmse": 23.4, "rmse_e": 0.07, "rmse_f": 0.739, "rmse_v": float("nan")}
@@ -178,7 +180,8 @@ def test_lcurve_header_and_line_golden():
 def test_lcurve_without_validation_and_read_back(tmp_path):
     keys = ["rmse", "rmse_e"]
     assert lcurve.header(keys, validation=False).splitlines()[0] == "# step       rmse_trn    rmse_e_trn   lr      "
-    assert lcurve.line(2000, 3.5e-8, {"rmse_e": 1e-3, "rmse": 0.5}) == "   2000      5.00e-01      1.00e-03    3.5e-08\n"
+    one = lcurve.line(2000, 3.5e-8, {"rmse_e": 1e-3, "rmse": 0.5})
+    assert one == "   2000      5.00e-01      1.00e-03    3.5e-08\n"
     path = tmp_path / "lcurve.out"
     path.write_text(lcurve.header(keys, False) + lcurve.line(1, 1e-3, {"rmse": 1, "rmse_e": 2})
                     + lcurve.line(10, 1e-4, {"rmse": 3, "rmse_e": float("nan")}))
@@ -359,7 +362,8 @@ def _cli(*args, cwd):
 
 @pytest.mark.parametrize("args, message", [
     (["--backend", "numpy"], "'numpy' has no automatic differentiation and cannot train"),
-    (["--backend", "jaxx"], "unknown backend 'jaxx' (did you mean 'jax'?); choose one of torch, jax, tensorflow, paddle"),
+    (["--backend", "jaxx"],
+     "unknown backend 'jaxx' (did you mean 'jax'?); choose one of torch, jax, tensorflow, paddle"),
     (["--restat", "x"], "unrecognized option '--restat'; did you mean '--restart'?"),
     (["--restart", "nowhere/model.ckpt"], "--restart: checkpoint 'nowhere/model.ckpt' not found"),
     (["--init-model", "missing.dp"], "init-model 'missing.dp' not found"),
