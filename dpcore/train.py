@@ -328,7 +328,7 @@ class _StepCache:
     shapes are the framework's business (a new nf retraces under jax/tf)."""
 
     _shared: OrderedDict = OrderedDict()
-    MAX = 16
+    MAX = 256  # one entry per (system composition, label set); eviction would recompile every time
 
     def __init__(self, factory, context: tuple):
         self.factory, self.context = factory, context
