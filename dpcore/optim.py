@@ -95,5 +95,5 @@ def clip_by_global_norm(grads: dict, max_norm: float) -> dict:
     xp = namespace(*leaves)
     total = xp.sqrt(sum(xp.sum(xp.astype(g, xp.float64) ** 2) for g in leaves))
     coef = max_norm / (total + 1e-6)
-    coef = xp.minimum(coef, xp.ones_like(coef))
+    coef = xp.where(coef < 1.0, coef, xp.ones_like(coef))
     return tree_map(lambda g: g * xp.astype(coef, g.dtype), grads)

@@ -487,3 +487,29 @@ def test_spin_statistics(tmp_path):
     bias = energy_bias(samples, 4, model.config["atom_exclude_types"])["out_bias"].reshape(4)
     np.testing.assert_array_equal(model.params["out_bias"], bias)
     assert np.all(bias[2:] == 0.0) and np.all(bias[:2] != 0.0)
+
+
+def check_options(backend: str, tmp_path) -> None:
+    """disp_avg (training columns averaged since the last display), gradient_max_norm (global-norm clipping:
+    a tiny norm leaves Adam's steps at ~lr * g / eps, i.e. the parameters hardly move), no validation data."""
+    from dpcore.train import train
+
+    cfg = make_case(tmp_path / "data", numb_steps=4, sel=[24, 24])  # checkpoints at steps 2 and 4
+    cfg["training"]["validation_data"] = None
+    runs = {}
+    for name, extra in {"plain": {"disp_freq": 1}, "avg": {"disp_avg": True, "disp_freq": 4},
+                        "clip": {"gradient_max_norm": 1e-14}}.items():
+        c = copy.deepcopy(cfg)
+        c["training"].update(extra)
+        (tmp_path / name).mkdir()
+        runs[name] = train(c, backend, workdir=tmp_path / name)
+    names, plain = lcurve.read_lcurve(tmp_path / "plain" / "lcurve.out")
+    assert names == ["step", "rmse_trn", "rmse_e_trn", "rmse_f_trn", "lr"]
+    _, avg = lcurve.read_lcurve(tmp_path / "avg" / "lcurve.out")
+    np.testing.assert_array_equal(avg[0], plain[0])  # step 1: one step averaged
+    assert avg[1, 0] == 4  # the mean of the training metrics of steps 2, 3, 4 (printed with 3 digits)
+    np.testing.assert_allclose(avg[1, 1:4], plain[1:4, 1:4].mean(axis=0), rtol=2e-2)
+    moved = {k: max_rel_diff(runs[k]["model"].params["fitting"]["nets"],  # steps 3 and 4
+                             ck.load_checkpoint(tmp_path / k / "model.ckpt-2.npz")["params"]["fitting"]["nets"])
+             for k in ("plain", "clip")}
+    assert moved["clip"] < 1e-3 * moved["plain"], moved

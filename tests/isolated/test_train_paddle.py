@@ -15,3 +15,9 @@ def test_train_restart_init_model(tmp_path):
 def test_spin_train_restart_init_model(tmp_path):
     out = check_train_and_restart("paddle", tmp_path, spin=True)
     check_init_model("paddle", tmp_path, out["run"], out["cfg"])
+
+
+def test_train_options(tmp_path):
+    from test_train import check_options
+
+    check_options("paddle", tmp_path)

@@ -54,3 +54,9 @@ def test_adam_equals_torch_optim_adam(dtype, tol, weight_decay):
 def test_spin_train_restart_init_model(tmp_path):
     out = check_train_and_restart("torch", tmp_path, spin=True)
     check_init_model("torch", tmp_path, out["run"], out["cfg"])
+
+
+def test_train_options(tmp_path):
+    from test_train import check_options
+
+    check_options("torch", tmp_path)
