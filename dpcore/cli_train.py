@@ -89,6 +89,7 @@ def main(args) -> int:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
+        logger.propagate = False  # frameworks (paddle) attach handlers to the root logger: no double lines
     logger.setLevel(args.log_level)
     cfg = load_config(args.input)
     from .train import train
