@@ -39,6 +39,36 @@ def _check_finite(arr: np.ndarray, where: str, what: str) -> None:
         )
 
 
+def _check_not_packed_spin(st, raw, data_names, type_map) -> None:
+    """Refuse DeePMD-kit's TensorFlow spin layout (SPEC 7.4) for a deepspin model, saying how to convert it.
+
+    Packed: type.raw lists the real atoms (types of the model ``type_map``) followed by one virtual atom
+    per magnetic atom (types the model does not know), and coord.npy/force.npy have rows for both.
+    """
+    known = np.array([t < len(data_names) and data_names[t] in type_map if data_names else t < len(type_map)
+                      for t in raw])
+    n_real = int(np.argmin(known)) if not known.all() else raw.size
+    if n_real == raw.size or known[n_real:].any() or raw.size - n_real > n_real:
+        return  # no unknown types, or not a tail of at most n_real virtual atoms: the usual errors apply
+    n_virt = raw.size - n_real
+    vtypes = sorted({int(t) for t in raw[n_real:]})
+    raise DataError(
+        f"{st.describe('type.raw')}: this looks like DeePMD-kit's TensorFlow spin layout: {n_real} real atoms "
+        f"followed by {n_virt} virtual atoms (types {vtypes}, not in the model type_map {list(type_map)}), "
+        f"with coord.npy and force.npy holding rows for both.  dpcore's spin model (DeePMD-kit's PyTorch "
+        f"'deepspin' scheme) needs the real atoms only and the spins in spin.npy.  Convert every set: with the "
+        f"k-th virtual atom v belonging to the k-th magnetic atom i (in type.raw order), "
+        f"spin_i = (r_v - r_i) * spin_norm / virtual_len (minimum image; spin_norm, virtual_len of the "
+        f"TensorFlow input's model/spin, per magnetic type), spin = 0 for non-magnetic atoms -> spin.npy "
+        f"(nframes, {n_real}*3); keep the first {n_real} atoms in type.raw and coord.npy; force.npy: the first "
+        f"{n_real} rows are the forces (keep them), the virtual rows are the magnetic forces (DeePMD-kit "
+        f"TensorFlow fits them with F_virtual * virtual_len / spin_norm = -dE/ds) -> force_mag.npy of the "
+        f"magnetic atoms (zeros for the others); energy.npy, box.npy, virial.npy are unchanged; then use "
+        f"model/spin/virtual_scale = virtual_len / spin_norm (DeePMD-kit examples/spin/data_reformat is the "
+        f"NiO example converted this way)"
+    )
+
+
 class DeepmdSystem:
     """A validated system.
 
@@ -117,6 +147,8 @@ class DeepmdSystem:
                 f"{st.describe('type.raw')}: negative type index {raw[i]} for atom {i}"
             )
         data_names = st.read_lines("type_map.raw") if st.exists("type_map.raw") else None
+        if type_map is not None and any(s.name == "spin" and s.must for s in self.labels):
+            _check_not_packed_spin(st, raw, data_names, type_map)
         if data_names is not None:
             if raw.max() >= len(data_names):
                 i = int(np.argmax(raw >= len(data_names)))
