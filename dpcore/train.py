@@ -530,6 +530,12 @@ class Trainer:
             weight += natoms
         return {k: v / weight for k, v in total.items()}
 
+    def _wait(self) -> None:
+        """Block until the last step's update is computed (one parameter array brought to the host)."""
+        leaf = next(_leaves(self.trainable), None)
+        if leaf is not None:
+            self.backend.to_numpy(leaf)
+
     def params_numpy(self) -> dict:
         return merge_params(self.backend.tree_to_numpy(self.trainable), self.frozen_np)
 
@@ -594,6 +600,8 @@ class Trainer:
                     running, n_running = {}, 0
                     val = self.validate(lr)
                     fout.write(lcurve.line(t + 1, lr, trn, val, self.keys))
+                if t_first is None or display or t + 1 == num_steps:
+                    self._wait()  # asynchronous backends (jax): time finished work, not dispatch
                 now = time.perf_counter()
                 if t_first is None:  # the first step pays for tracing / compilation
                     t_first, t_window, n_window = now - t_start, now, 0
