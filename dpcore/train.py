@@ -64,6 +64,8 @@ _UNSUPPORTED = {"enable_ema": (False, True), "acc_freq": (1, True), "mixed_preci
 # 0.29 s in plain graph mode; JAX's jax.jit needs none; torch and paddle run eagerly (identity jit; torch
 # compiles when DPCORE_TORCH_COMPILE=1, see backends/torch.py).
 JIT_OPTIONS = {"tensorflow": {"jit_compile": True}}
+# the training step's parameters and Adam state are replaced by its outputs: let XLA reuse their buffers
+STEP_JIT_OPTIONS = {"jax": {"donate_argnums": (0, 1)}}
 _LABEL_KEYS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff", "drdq", "force_mag")
 
 
@@ -303,7 +305,7 @@ def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dic
         trainable, adam_state = adam_update(trainable, grads, adam_state, lr, b1, b2, 1e-8, wd)
         return trainable, adam_state, value, metrics
 
-    return backend.jit(step, **JIT_OPTIONS.get(backend.name, {}))
+    return backend.jit(step, **JIT_OPTIONS.get(backend.name, {}), **STEP_JIT_OPTIONS.get(backend.name, {}))
 
 
 def make_eval(backend, model_cfg: dict, loss, blocks, flags: tuple, forward=None):
