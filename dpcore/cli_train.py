@@ -99,5 +99,6 @@ def main(args) -> int:
     if result["valid"]:
         summary = ", ".join(f"{k} {v:.3e}" for k, v in result["valid"].items())
         print(f"final validation: {summary}")
-    print(f"{result['s_per_step']:.4f} s/step on {result['backend']}; last checkpoint {result['checkpoint']}")
+    if result["checkpoint"] is not None:
+        print(f"{result['s_per_step']:.4f} s/step on {result['backend']}; last checkpoint {result['checkpoint']}")
     return 0

@@ -582,6 +582,9 @@ class Trainer:
         disp_freq, save_freq, num_steps = int(tr["disp_freq"]), int(tr["save_freq"]), self.num_steps
         log.info("training %d steps (from step %d) on backend %s; %d trainable parameters", num_steps,
                  self.start_step, self.backend.name, self.n_trainable)
+        if self.start_step >= num_steps:
+            log.warning("the checkpoint is at step %d and training/numb_steps is %d: nothing to train "
+                        "(raise numb_steps to continue)", self.start_step, num_steps)
         fout = self._open_lcurve()
         t_start = time.perf_counter()
         t_first, t_window, n_window, timed_steps, timed_time = None, t_start, 0, 0, 0.0
