@@ -109,6 +109,10 @@ FULL = [
 QUICK = FULL[:6]
 SPIN = [c for c in FULL if c[0].startswith("spin")]
 CATALOGUES = {"quick": QUICK, "full": FULL, "spin": SPIN}
+# opt-in kinds (conformance/kinds_train.py) and the (model, system) pairs that run them, per catalogue
+TRAIN_KINDS = ["loss", "loss_default_pf", "train_step"]
+CASE_KINDS = {"quick": {("two_side", "pbc_triclinic"): TRAIN_KINDS[:2]},  # train_step: ~25 s of tf/jax compiling
+              "full": {("two_side", "pbc_triclinic"): TRAIN_KINDS}}
 USER_SYSTEMS = ["pbc_triclinic", "small_box", "cluster"]
 
 
@@ -130,7 +134,9 @@ def catalogue(which: str = "quick") -> list[dict]:
         raise ValueError(f"unknown case catalogue {which!r}; expected one of {sorted(CATALOGUES)}")
     return [{"name": f"{m}-{s}", "model": {"kind": "config", "config": model_config(m), "seed": MODELS[m][1],
                                            "stats_seed": MODELS[m][1] + 1000},
-             "system": dict(SYSTEMS[s])} for m, s in CATALOGUES[which]]
+             "system": dict(SYSTEMS[s]),
+             **({"kinds": list(CASE_KINDS[which][m, s])} if (m, s) in CASE_KINDS.get(which, {}) else {})}
+            for m, s in CATALOGUES[which]]
 
 
 def user_cases(model_spec: dict, label: str) -> list[dict]:

@@ -136,6 +136,12 @@ def compare_backend(workdir, backend: str, cases: list, reference: str = "numpy"
 
     wd = Path(workdir)
     st, ref_st = _load_status(wd / backend), _load_status(wd / reference)
+    statuses: dict = {}
+
+    def _ref_status(name):
+        if name not in statuses:
+            statuses[name] = _load_status(wd / name)
+        return statuses[name]
     if st is None or st.get("error") or "capabilities" not in st:
         why = "no status.json (the process did not start or crashed at once)" if st is None else (
             st.get("error") or "the backend was never created (process ended early)")
@@ -156,8 +162,14 @@ def compare_backend(workdir, backend: str, cases: list, reference: str = "numpy"
         same_inputs = rrec is not None and rrec.get("fingerprint") == crec.get("fingerprint")
         precision = (rrec or crec).get("precision")
         for kind in KINDS.values():
-            if not kind.applies_to(st["capabilities"], crec.get("model_type", "standard")):
+            if not kind.applies_to(st["capabilities"], crec.get("model_type", "standard"), case):
                 continue
+            kref, k_arrays, k_rrec, k_same = reference, ref_arrays, rrec, same_inputs
+            if kind.reference_backend:  # e.g. train_step: compared with torch's run (NumPy has no autodiff)
+                kref = kind.reference_backend
+                k_rrec = (_ref_status(kref) or {}).get("cases", {}).get(name)
+                k_arrays = _load_npz(wd / kref / f"{name}.npz") if k_rrec else {}
+                k_same = k_rrec is not None and k_rrec.get("fingerprint") == crec.get("fingerprint")
             for output in kind.outputs:
                 key, rkey = f"{kind.name}.{output}", f"{kind.reference}.{output}"
                 if kind.name in crec["errors"]:
@@ -165,20 +177,20 @@ def compare_backend(workdir, backend: str, cases: list, reference: str = "numpy"
                                        reason=f"{kind.name} raised:\n{crec['errors'][kind.name]}"))
                 elif key not in arrays:
                     out.append(_record(backend, name, kind.name, output, reason=f"output {key} was not saved"))
-                elif rrec is None or rkey not in ref_arrays:
+                elif k_rrec is None or rkey not in k_arrays:
                     out.append(_record(backend, name, kind.name, output,
-                                       reason=f"no reference: {reference} produced no {rkey} for this case"))
-                elif not same_inputs:
+                                       reason=f"no reference: {kref} produced no {rkey} for this case"))
+                elif not k_same:
                     out.append(_record(backend, name, kind.name, output, reason=(
-                        f"inputs differ from the {reference} process (fingerprint {crec.get('fingerprint')} "
-                        f"!= {rrec.get('fingerprint')}): the case builders are not deterministic")))
-                elif backend == reference and key == rkey:
-                    c = compare_array(arrays[key], ref_arrays[rkey], precision)  # finiteness of the reference
-                    c.reason = c.reason or "reference"
+                        f"inputs differ from the {kref} process (fingerprint {crec.get('fingerprint')} "
+                        f"!= {k_rrec.get('fingerprint')}): the case builders are not deterministic")))
+                elif backend == kref and key == rkey:
+                    c = compare_array(arrays[key], k_arrays[rkey], precision)  # finiteness of the reference
+                    c.reason = c.reason or f"reference ({kref})"
                     out.append(_record(backend, name, kind.name, output, c, is_reference=True))
                 else:
                     out.append(_record(backend, name, kind.name, output,
-                                       compare_array(arrays[key], ref_arrays[rkey], precision)))
+                                       compare_array(arrays[key], k_arrays[rkey], precision)))
     return out
 
 

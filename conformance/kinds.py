@@ -14,7 +14,10 @@ made by the :func:`output_kind` decorator::
 * ``requires``: backend capabilities (``backend.capabilities[name]`` true) the kind needs; a backend
   without them does not compute the kind, and the report does not expect it;
 * ``model_types``: the model types (``model.model_type``: ``"standard"``, ``"spin_ener"``) the kind applies
-  to (default: standard energy models); the worker records each case's model type.
+  to (default: standard energy models); the worker records each case's model type;
+* ``opt_in``: the kind runs only on the cases whose ``case["kinds"]`` lists it (costly kinds, e.g. training);
+* ``reference_backend``: compare with that backend's run of the kind instead of NumPy's (for kinds NumPy cannot
+  compute, e.g. ``train_step`` needs autodiff: reference torch); that backend's own rows are the reference.
 
 Arrays returned may be framework arrays; the worker converts them with ``backend.to_numpy`` and undoes
 the type sorting of the atoms.  Saved keys are ``"<kind>.<output>"``.
@@ -49,19 +52,25 @@ class OutputKind:
     reference: str
     requires: tuple
     model_types: tuple = ("standard",)
+    opt_in: bool = False
+    reference_backend: str | None = None
 
-    def applies_to(self, capabilities: dict, model_type: str = "standard") -> bool:
+    def applies_to(self, capabilities: dict, model_type: str = "standard", case: dict | None = None) -> bool:
+        if self.opt_in and self.name not in (case or {}).get("kinds", ()):
+            return False
         return model_type in self.model_types and all(bool(capabilities.get(c, False)) for c in self.requires)
 
 
 KINDS: dict[str, OutputKind] = {}
 
 
-def output_kind(name: str, *, outputs, reference: str | None = None, requires=(), model_types=("standard",)):
+def output_kind(name: str, *, outputs, reference: str | None = None, requires=(), model_types=("standard",),
+                opt_in: bool = False, reference_backend: str | None = None):
     """Register ``compute`` as output kind ``name`` (see module docstring)."""
 
     def register(compute):
-        KINDS[name] = OutputKind(name, compute, tuple(outputs), reference or name, tuple(requires), tuple(model_types))
+        KINDS[name] = OutputKind(name, compute, tuple(outputs), reference or name, tuple(requires), tuple(model_types),
+                                 bool(opt_in), reference_backend)
         return compute
 
     return register
@@ -140,6 +149,9 @@ def spin(ctx: CaseContext) -> dict:
 def spin_autodiff(ctx: CaseContext) -> dict:
     """The spin outputs with derivatives by the backend's autodiff over (coord, spin, box)."""
     return _spin_outputs(ctx, "autodiff")
+
+
+from . import kinds_train  # noqa: E402,F401  (registers loss, loss_default_pf, train_step)
 
 
 def output_label(kind: str, output: str) -> str:

@@ -80,6 +80,16 @@ def resolve_cases(catalogue: str = "quick", model_file=None, config_file=None, s
     return catalogue_cases(catalogue)
 
 
+def _kind_references(cases, names) -> list[str]:
+    """Backends that must run as the reference of an opt-in kind (``train_step``: torch) the cases use,
+    when another backend is requested (the NumPy reference alone computes no such kind)."""
+    from .kinds import KINDS
+
+    used = {k for c in cases for k in c.get("kinds", ())}
+    refs = [KINDS[k].reference_backend for k in used if k in KINDS and KINDS[k].reference_backend]
+    return sorted(r for r in set(refs) if any(n not in (REFERENCE, r) for n in names))
+
+
 def _worker_env(jobs: int, extra: dict | None) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -214,7 +224,7 @@ def run(backends, *, catalogue="quick", cases=None, model_file=None, config_file
     tmp = None if keep else tempfile.mkdtemp(prefix="dpcore-conformance-")
     workdir = Path(keep or tmp)
     try:
-        to_run = list(dict.fromkeys([REFERENCE, *names]))
+        to_run = list(dict.fromkeys([REFERENCE, *names, *_kind_references(cases, names)]))
         info = run_workers(to_run, cases, workdir, jobs=jobs, timeout=timeout, perturb=perturb,
                            worker_env=worker_env, echo=echo)
         report = collect(workdir, names, cases, catalogue=label, processes=info, seconds=time.perf_counter() - t0)

@@ -120,7 +120,9 @@ def run_case(backend, case: dict) -> tuple[dict, dict]:
     rec["precision"] = compute_precision(model.config)
     ctx = CaseContext(backend, model, backend.tree_asarray(model.params), backend.tree_asarray(inputs), blocks, case)
     for kind in KINDS.values():
-        if not kind.applies_to(backend.capabilities, model_type):
+        if kind.opt_in and kind.name not in case.get("kinds", ()):
+            continue
+        if not kind.applies_to(backend.capabilities, model_type, case):
             rec["kinds"][kind.name] = ("not applicable: needs " + ", ".join(kind.requires)
                                        if model_type in kind.model_types else f"not applicable to {model_type} models")
             continue

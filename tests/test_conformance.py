@@ -299,3 +299,63 @@ def test_use_default_pf_check_against_a_loss_module(monkeypatch):
     fake.make_loss = lambda cfg, backend: (_ for _ in ()).throw(NotImplementedError("not supported"))
     result = contracts.use_default_pf(backend("tensorflow", False))  # message must name backend and option
     assert result["status"] == contracts.FAIL and "does not name" in result["detail"]
+
+
+# ------------------------------------------------------------------------------------ training kinds
+def _perturb_saved(work, backend, key, rel):
+    path = work / backend / f"{TRAIN_CASE[0]['name']}.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    a = arrays[key]
+    arrays[key] = a + rel * np.max(np.abs(a)) * np.where(a >= 0, 1.0, -1.0)
+    np.savez(path, **arrays)
+
+
+TRAIN_CASE = C.catalogue("full")[:1]  # two_side-pbc_triclinic with loss, loss_default_pf, train_step
+
+
+@pytest.fixture(scope="module")
+def train_run(tmp_path_factory):
+    keep = tmp_path_factory.mktemp("conformance-train")
+    return keep, runner.run(["numpy", "torch", "paddle"], cases=TRAIN_CASE, keep=keep, echo=quiet)
+
+
+def test_training_kinds_run_and_agree(all_backends, train_run):
+    from dpcore.conformance.kinds import KINDS
+
+    assert TRAIN_CASE[0]["kinds"] == C.TRAIN_KINDS and ONE_CASE[0]["kinds"] == ["loss", "loss_default_pf"]
+    assert all("kinds" not in c for c in C.catalogue("quick")[1:])
+    loss_rows = [f"{o} [loss]" for o in KINDS["loss"].outputs]
+    dpf_rows = [f"{o} [loss_default_pf]" for o in KINDS["loss_default_pf"].outputs]
+    assert len(loss_rows) == 32 and len(dpf_rows) == 16
+    table = rows(all_backends[1])
+    for b in ALL:
+        for label in loss_rows:
+            assert table[(b, label)]["passed"] and table[(b, label)]["cases"] == 1
+            assert table[(b, label)]["is_reference"] == (b == "numpy")
+        for label in dpf_rows:  # refused on tensorflow / paddle: the use_default_pf contract's job
+            assert ((b, label) in table) == (b not in ("tensorflow", "paddle"))
+        assert (b, "update [train_step]") not in table  # quick: no train_step
+    report = train_run[1]
+    assert report["passed"], to_markdown(report)
+    table = rows(report)
+    for out in ("loss", "params", "update", "m", "v"):
+        assert table[("torch", f"{out} [train_step]")]["is_reference"]
+        assert table[("paddle", f"{out} [train_step]")]["passed"]
+        assert not table[("paddle", f"{out} [train_step]")]["is_reference"]
+        assert ("numpy", f"{out} [train_step]") not in table
+
+
+def test_perturbed_loss_and_train_step_outputs_fail(train_run, tmp_path):
+    keep, _ = train_run
+    names = ["numpy", "torch", "paddle"]
+    cases = json.loads((keep / "cases.json").read_text())
+    work = shutil.copytree(keep, tmp_path / "loss")
+    _perturb_saved(work, "torch", "loss.mae-int-rf0.5-pf-miss", 1e-10)
+    _perturb_saved(work, "paddle", "train_step.update", 1e-10)
+    report = runner.collect(work, names, cases)
+    assert failing(report) == {("torch", "mae-int-rf0.5-pf-miss [loss]"), ("paddle", "update [train_step]")}
+    work = shutil.copytree(keep, tmp_path / "ref")
+    _perturb_saved(work, "torch", "train_step.m", 1e-10)  # the train_step reference: the other backend fails
+    report = runner.collect(work, names, cases)
+    assert failing(report) == {("paddle", "m [train_step]")}
