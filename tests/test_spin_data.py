@@ -97,6 +97,11 @@ def test_only_spin_models_check_and_other_errors_are_unchanged(tmp_path):
     with pytest.raises(DataError, match="outside the model type_map") as err:
         DeepmdSystem(write(tmp_path / "bad", bad), type_map=TYPE_MAP, labels=SPIN)
     assert "TensorFlow" not in str(err.value)
+    # an element missing from the model type_map (not one virtual atom per magnetic atom): the usual error
+    extra = dict(packed, atype=np.array([0, 1, 0, 1, 2]), coord=packed["coord"][:, :5], force=packed["force"][:, :5])
+    with pytest.raises(DataError, match="not in the model type_map") as err:
+        DeepmdSystem(write(tmp_path / "extra", extra, ["Ni", "O", "Fe"]), type_map=TYPE_MAP, labels=SPIN)
+    assert "TensorFlow" not in str(err.value)
     # a real-atom system without spin.npy: the missing-file error
     real = real_system(np.random.default_rng(4))
     del real["spin"]

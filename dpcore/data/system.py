@@ -48,8 +48,13 @@ def _check_not_packed_spin(st, raw, data_names, type_map) -> None:
     known = np.array([t < len(data_names) and data_names[t] in type_map if data_names else t < len(type_map)
                       for t in raw])
     n_real = int(np.argmin(known)) if not known.all() else raw.size
-    if n_real == raw.size or known[n_real:].any() or raw.size - n_real > n_real:
-        return  # no unknown types, or not a tail of at most n_real virtual atoms: the usual errors apply
+    if n_real == raw.size or known[n_real:].any():
+        return  # no unknown types, or not a tail of them: the usual errors apply
+    # one virtual type per magnetic type, magnetic types first: k-th virtual type as many atoms as k-th real type
+    real_t, real_n = np.unique(raw[:n_real], return_counts=True)
+    virt_t, virt_n = np.unique(raw[n_real:], return_counts=True)
+    if virt_t.size > real_t.size or not np.array_equal(virt_n, real_n[: virt_t.size]):
+        return
     n_virt = raw.size - n_real
     vtypes = sorted({int(t) for t in raw[n_real:]})
     raise DataError(
