@@ -75,3 +75,24 @@ def random_system(natoms=12, nframes=2, ntypes=2, box_len=5.0, triclinic=True, s
     atype = np.arange(natoms) % ntypes
     rng.shuffle(atype)
     return np.array(coords), atype, np.array(boxes)
+
+
+def random_fparam_aparam(model, nf, nloc, seed=3):
+    """Seeded fparam (nf, numb_fparam) and aparam (nf, nloc, numb_aparam) for a model, None where unused."""
+    rng = np.random.default_rng(seed)
+    f = model.config["fitting_net"]
+    fparam = rng.normal(size=(nf, f["numb_fparam"])) if f["numb_fparam"] else None
+    aparam = rng.normal(size=(nf, nloc, f["numb_aparam"])) if f["numb_aparam"] else None
+    return fparam, aparam
+
+
+def load_example_script(example: str):
+    """The ``make_data.py`` module of ``examples/<example>/`` (examples are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / example / "make_data.py"
+    spec = importlib.util.spec_from_file_location(f"{example}_make_data", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

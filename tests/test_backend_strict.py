@@ -12,7 +12,7 @@ import pytest
 
 from dpcore.backends import get_backend
 from dpcore.infer import prepare
-from helpers import TOL, make_model, random_system
+from helpers import random_fparam_aparam, TOL, make_model, random_system
 
 pytest.importorskip("array_api_strict")
 
@@ -38,10 +38,7 @@ def _model(name):
 
 
 def _extra(model, nf, natoms, seed=3):
-    rng = np.random.default_rng(seed)
-    f = model.config["fitting_net"]
-    return {"fparam": rng.normal(size=(nf, f["numb_fparam"])) if f["numb_fparam"] else None,
-            "aparam": rng.normal(size=(nf, natoms, f["numb_aparam"])) if f["numb_aparam"] else None}
+    return dict(zip(("fparam", "aparam"), random_fparam_aparam(model, nf, natoms, seed)))
 
 
 def _rel_err(a, b):

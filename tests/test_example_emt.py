@@ -1,12 +1,12 @@
 """examples/emt: make_data.py writes valid, deterministic deepmd/npy data with DeePMD's virial sign."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import load_example_script
 from dpcore.data import load_systems
 
 pytest.importorskip("ase")
@@ -14,14 +14,7 @@ pytest.importorskip("ase")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "emt"
 
 
-def _load_make_data():
-    spec = importlib.util.spec_from_file_location("emt_make_data", EXAMPLE / "make_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-make_data = _load_make_data()
+make_data = load_example_script("emt")
 
 
 @pytest.fixture(scope="module")

@@ -1,27 +1,20 @@
 """examples/spin: make_data.py labels a toy spin-lattice model exactly (forces, magnetic forces and virial
 against finite differences of its energy) and writes deterministic deepmd/npy spin data that dpcore reads."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import load_example_script
 from dpcore.data import label_specs, load_systems
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "spin"
 H = 1e-5  # central differences; the model is smooth (C2) and O(1) eV, so the error is ~1e-9
 
 
-def _load_make_data():
-    spec = importlib.util.spec_from_file_location("spin_make_data", EXAMPLE / "make_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-make_data = _load_make_data()
+make_data = load_example_script("spin")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from helpers import FD_TOL, TOL, make_model, random_system
+from helpers import random_fparam_aparam, FD_TOL, TOL, make_model, random_system
 
 H = 1e-3  # finite-difference step, Å (five-point stencil: truncation O(H^4), round-off ~ eps |E| / H)
 STENCIL = ((2, -1 / 12), (1, 8 / 12), (-1, -8 / 12), (-2, 1 / 12))  # (offset in H, weight): f' = sum w f(x + o H) / H
@@ -32,14 +32,6 @@ SYSTEMS = {
 def _system(name, nframes=2, seed=0):
     coord, atype, box = random_system(nframes=nframes, seed=seed, **SYSTEMS[name])
     return coord, atype, (None if name == "cluster" else box)
-
-
-def _extra(model, nf, nloc, seed=3):
-    rng = np.random.default_rng(seed)
-    f = model.config["fitting_net"]
-    fparam = rng.normal(size=(nf, f["numb_fparam"])) if f["numb_fparam"] else None
-    aparam = rng.normal(size=(nf, nloc, f["numb_aparam"])) if f["numb_aparam"] else None
-    return fparam, aparam
 
 
 def _energy(model, coord, atype, box, fparam, aparam):
@@ -93,7 +85,7 @@ def test_forces_and_virial_match_finite_differences(model_name, system):
     model = make_model(**MODELS[model_name])
     model.params["out_bias"][:] = 0.0  # a constant offset only adds round-off to the differences
     coord, atype, box = _system(system, seed=35)  # no pair near rcut: stencil steps >= 4.5e-4 Å
-    fparam, aparam = _extra(model, *coord.shape[:2])
+    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
     out = model.evaluate(coord, atype, box, fparam, aparam, atomic=True)
     fd = _fd_forces(model, coord, atype, box, fparam, aparam)
     scale = np.abs(fd).max()
@@ -109,7 +101,7 @@ def test_forces_and_virial_match_finite_differences(model_name, system):
 def test_translation_rotation_permutation_invariance(system):
     model = make_model(**MODELS["fparam_aparam"])
     coord, atype, box = _system(system, nframes=1)
-    fparam, aparam = _extra(model, *coord.shape[:2])
+    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
     ref = model.evaluate(coord, atype, box, fparam, aparam, atomic=True)
     tol = TOL["float64"] * 10
     # translation
@@ -196,7 +188,7 @@ def test_energy_is_smooth_when_a_neighbour_crosses_rcut():
 def test_batch_independence():
     model = make_model(**MODELS["fparam_aparam"])
     coord, atype, box = _system("pbc_triclinic", nframes=3)
-    fparam, aparam = _extra(model, *coord.shape[:2])
+    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
     batch = model.evaluate(coord, atype, box, fparam, aparam, atomic=True)
     for f in range(3):
         one = model.evaluate(coord[f:f + 1], atype, box[f:f + 1], fparam[f:f + 1], aparam[f:f + 1], atomic=True)

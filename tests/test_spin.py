@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import FD_TOL, TOL, random_system
+from helpers import random_fparam_aparam, FD_TOL, TOL, random_system
 
 import dpcore
 from dpcore.config import ConfigError
@@ -79,14 +79,6 @@ def spin_system(model, name, nframes=2, seed=0):
         if _min_pair_distance(model, coord, atype, spin, box) >= 0.3:
             return coord, atype, spin, box
     raise RuntimeError("could not place a spin system")
-
-
-def _extra(model, nf, nloc, seed=3):
-    rng = np.random.default_rng(seed)
-    f = model.config["fitting_net"]
-    fparam = rng.normal(size=(nf, f["numb_fparam"])) if f["numb_fparam"] else None
-    aparam = rng.normal(size=(nf, nloc, f["numb_aparam"])) if f["numb_aparam"] else None
-    return fparam, aparam
 
 
 def _pairs_2n(model, coord, atype, spin, box, reach):
@@ -170,7 +162,7 @@ def test_force_force_mag_virial_match_finite_differences(model_name, system):
     model = make_spin_model(model_name)
     model.params["out_bias"][:] = 0.0  # a constant offset only adds round-off to the differences
     coord, atype, spin, box = spin_system(model, system, seed=7)
-    fparam, aparam = _extra(model, *coord.shape[:2])
+    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
     args = (coord, atype, spin, box, fparam, aparam)
     out = model.evaluate(*args, atomic=True)
 
@@ -209,7 +201,7 @@ def test_antisymmetric_virial_is_the_spin_torque():
 def test_rotation_of_positions_spins_and_cell(system):
     model = make_spin_model("three_types")
     coord, atype, spin, box = spin_system(model, system, nframes=1)
-    fparam, aparam = _extra(model, *coord.shape[:2])
+    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
     ref = model.evaluate(coord, atype, spin, box, fparam, aparam, atomic=True)
     rot, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))
     b = None if box is None else (box.reshape(-1, 3, 3) @ rot).reshape(-1, 9)
@@ -231,7 +223,7 @@ def test_rotation_of_positions_spins_and_cell(system):
 def test_translation_and_permutation():
     model = make_spin_model("three_types")
     coord, atype, spin, box = spin_system(model, "pbc_triclinic", nframes=1)
-    fparam, aparam = _extra(model, *coord.shape[:2])
+    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
     ref = model.evaluate(coord, atype, spin, box, fparam, aparam, atomic=True)
     tol = TOL["float64"] * 10
     out = model.evaluate(coord + np.array([0.3, -1.7, 2.2]), atype, spin, box, fparam, aparam)
@@ -428,7 +420,7 @@ def test_helpers_match_from_config():
 def test_save_load_round_trip(tmp_path, suffix):
     model = make_spin_model("three_types")
     coord, atype, spin, box = spin_system(model, "pbc_triclinic")
-    fparam, aparam = _extra(model, *coord.shape[:2])
+    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
     ref = model.evaluate(coord, atype, spin, box, fparam, aparam, atomic=True)
     path = tmp_path / f"spin{suffix}"
     model.save(path)
