@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpcore.infer import prepare, unpermute
+from dpcore.infer.inputs import prepare, unpermute
 
 from . import get_backend
 

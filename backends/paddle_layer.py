@@ -6,7 +6,7 @@ Trainable arrays (embedding nets unless ``descriptor.trainable`` is false; fitti
 ``fitting_net.trainable``, a bool or one bool per layer) are parameters; statistics (``davg``, ``dstd``,
 ``bias_atom_e``, ``fparam_*``/``aparam_*``, ``case_embd``, ``out_bias``, ``out_std``) are buffers.
 
-``forward`` does the host-side preparation of :func:`dpcore.infer.prepare` (neighbour list in NumPy:
+``forward`` does the host-side preparation of :func:`dpcore.infer.inputs.prepare` (neighbour list in NumPy:
 coordinates are data, not differentiated) and then calls :func:`dpcore.model.energy.forward` or
 ``forward_autodiff`` on the Paddle tensors of this layer, so the outputs are differentiable with
 respect to the parameters (forces included, in both force modes).
@@ -20,7 +20,7 @@ import numpy as np
 import paddle
 
 from dpcore.backends import get_backend
-from dpcore.infer import prepare
+from dpcore.infer.inputs import prepare
 from dpcore.model import energy
 
 _PER_FRAME = ("energy", "virial")

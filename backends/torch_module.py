@@ -6,7 +6,7 @@ are ``nn.Parameter`` (``requires_grad`` from the config's ``trainable`` flags), 
 ``case_embd``) are buffers.  ``state_dict()`` keys are the documented dict keys
 (``descriptor.embedding.0.1.w``).  ``forward`` calls the same core function as every other backend
 (:meth:`Backend.model_forward`) on that dict; the neighbour list is built host-side by
-:func:`dpcore.infer.prepare`.  Analytic forces are differentiable w.r.t. the parameters, so a force
+:func:`dpcore.infer.inputs.prepare`.  Analytic forces are differentiable w.r.t. the parameters, so a force
 loss trains the networks; ``torch.func.functional_call`` works since parameters are read through
 the module attributes at every call.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dpcore.infer import prepare, unpermute
+from dpcore.infer.inputs import prepare, unpermute
 from dpcore.model.energy_model import EnergyModel
 
 from . import get_backend

@@ -37,7 +37,7 @@ def water_frame():
 def run_one(backend: str, repeat: int) -> list[dict]:
     import dpcore
     from dpcore.backends import get_backend
-    from dpcore.infer import prepare
+    from dpcore.infer.inputs import prepare
 
     coord, atype, box = water_frame()
     be = get_backend(backend)

@@ -3,7 +3,7 @@
 
     python benchmarks/bench_train.py [--backends torch,jax,tensorflow,paddle] [--steps 40]
 
-Each backend process runs ``dpcore.train.train`` on water data_0-2 (validation data_3) for ``--steps``
+Each backend process runs ``dpcore.train.loop.train`` on water data_0-2 (validation data_3) for ``--steps``
 steps, displaying only at step 1, and reports the loop's own timing: the average over steps 2..N
 (the first step pays for tracing / compilation, reported separately), host work (batch, pair data)
 included.  The machine's load average is printed with the table: the timings are only comparable

@@ -241,9 +241,9 @@ def build_system(spec: dict, model) -> dict:
 
 
 def prepare_case(model, system: dict):
-    """Host-side inputs, type blocks and atom permutation of a built system (:func:`dpcore.infer.prepare`,
+    """Host-side inputs, type blocks and atom permutation of a built system (:func:`dpcore.infer.inputs.prepare`,
     or :meth:`SpinEnergyModel.prepare` for spin models)."""
-    from dpcore.infer import prepare
+    from dpcore.infer.inputs import prepare
 
     args = (system["coord"], system["atype"])
     rest = (system["box"], system.get("fparam"), system.get("aparam"))

@@ -33,7 +33,7 @@ from typing import Callable
 @dataclass
 class CaseContext:
     """Everything a kind needs: the adapter, the model (NumPy parameters in ``model.params``), the
-    parameters and prepared inputs as backend arrays, the atom blocks of :func:`dpcore.infer.prepare`."""
+    parameters and prepared inputs as backend arrays, the atom blocks of :func:`dpcore.infer.inputs.prepare`."""
 
     backend: object
     model: object

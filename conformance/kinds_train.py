@@ -131,10 +131,10 @@ def _tree_np(backend, tree):
 
 @output_kind("train_step", outputs=TRAIN_OUTPUTS, requires=("autodiff",), reference_backend="torch", opt_in=True)
 def train_step(ctx: CaseContext) -> dict:
-    """One Adam step of the energy + force + virial loss (dpcore.train.make_step) from a fixed state."""
+    """One Adam step of the energy + force + virial loss (dpcore.train.loop.make_step) from a fixed state."""
     from dpcore.loss import make_loss
-    from dpcore.optim import tree_map
-    from dpcore.train import _split_labels, make_step, split_params, trainable_mask
+    from dpcore.train.optim import tree_map
+    from dpcore.train.loop import _split_labels, make_step, split_params, trainable_mask
 
     be, cfg = ctx.backend, ctx.model.config
     trainable, frozen = split_params(ctx.model.params, trainable_mask(cfg, ctx.model.params))

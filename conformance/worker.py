@@ -105,7 +105,7 @@ def perturb(arrays: dict, spec: dict, seed: int = 0) -> list:
 
 def run_case(backend, case: dict) -> tuple[dict, dict]:
     """Arrays (NumPy, keyed ``kind.output``) and the status record of one case."""
-    from dpcore.infer import unpermute
+    from dpcore.infer.inputs import unpermute
 
     rec = {"errors": {}, "warnings": [], "kinds": {}}
     arrays = {}

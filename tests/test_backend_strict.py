@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dpcore.backends import get_backend
-from dpcore.infer import prepare
+from dpcore.infer.inputs import prepare
 from helpers import random_fparam_aparam, TOL, make_model, random_system
 
 pytest.importorskip("array_api_strict")

@@ -33,5 +33,14 @@ def test_neighbor_stat_bad_type_map_is_a_clear_error(tmp_path, capsys):
 
 
 def test_misspelled_command():
-    proc = subprocess.run([sys.executable, "-m", "dpcore.cli", "nieghbor-stat"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dpcore", "nieghbor-stat"], capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice: 'nieghbor-stat'" in proc.stderr
+
+
+def test_python_m_dpcore_and_version():
+    import dpcore
+
+    proc = subprocess.run([sys.executable, "-m", "dpcore", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"dpcore {dpcore.__version__}"
+    proc = subprocess.run([sys.executable, "-m", "dpcore", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "neighbor-stat" in proc.stdout and "train" in proc.stdout

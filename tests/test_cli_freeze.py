@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dpcore
-from dpcore.checkpoint import write_checkpoint
+from dpcore.train.checkpoint import write_checkpoint
 from dpcore.cli import main
 
 from helpers import TOL, make_model, random_system

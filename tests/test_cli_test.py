@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dpcore.cli import main
-from dpcore.metrics import ErrorStat, energy_errors, error_stat, merge_errors
+from dpcore.infer.metrics import ErrorStat, energy_errors, error_stat, merge_errors
 
 from helpers import make_model, random_system
 
@@ -196,7 +196,7 @@ def test_type_map_mismatch_is_a_clear_error(tmp_path, model, model_file, capsys)
     assert "elements ['C'] are not in the model type_map ['O', 'H']" in capsys.readouterr().err
 
 
-# ------------------------------------------------------------------------------------- dpcore.metrics
+# ------------------------------------------------------------------------------------- dpcore.infer.metrics
 def test_metrics_merge_is_exact():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=7), rng.normal(size=(3, 4))

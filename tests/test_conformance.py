@@ -251,7 +251,7 @@ def test_catalogue_is_data_deterministic_and_covers_the_features():
     assert {s["kind"] for s in systems} == {"periodic", "cluster"}
     with pytest.raises(ValueError, match="catalogue"):
         C.catalogue("huge")
-    from dpcore.infer import prepare
+    from dpcore.infer.inputs import prepare
 
     for case in full:
         prints = []

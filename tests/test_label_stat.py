@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpcore.label_stat import energy_bias, fparam_aparam_stats, param_stats, sample_stat_frames
+from dpcore.stat.labels import energy_bias, fparam_aparam_stats, param_stats, sample_stat_frames
 
 DATA = Path("/work/shared/data")
 

@@ -419,7 +419,7 @@ def test_prefactor_follows_learning_rate_exactly():
     for lr in (START_LR, 0.5 * START_LR, 0.0):
         total, met = loss(out, labels, lr)
         assert float(total) == pytest.approx((2.0 + 5.0 * lr / START_LR) * float(met["l2_force_loss"]), rel=1e-14)
-    from dpcore.lr import prefactor
+    from dpcore.train.lr import prefactor
     assert prefactor(1000, 1, 1e-3, 1e-3) == 1000 and prefactor(1000, 1, 0.0, 1e-3) == 1
     lr_arr = np.asarray(LR)  # a 0-d array learning rate
     assert_matches(loss(out, labels, lr_arr), ref_ener(cfg, out, labels))

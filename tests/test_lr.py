@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dpcore.lr import make_lr, prefactor
+from dpcore.train.lr import make_lr, prefactor
 from helpers import TOL
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpcore.stat import auto_sel, data_neighbor_stat, descriptor_stats, parse_auto_sel
+from dpcore.stat.descriptor import auto_sel, data_neighbor_stat, descriptor_stats, parse_auto_sel
 from helpers import make_config
 
 RC, RS = 3.0, 0.5
@@ -120,7 +120,7 @@ def test_stat_group_name_matches_deepmd_kit_hash_rule():
     import hashlib
     import json
 
-    from dpcore.stat import stat_group
+    from dpcore.stat.descriptor import stat_group
 
     cfg = _cfg()
     key = {"type": "se_a", "ntypes": 2, "rcut": 3.0, "rcut_smth": 0.5, "nsel": 5, "sel": [2, 3], "mixed_types": False}

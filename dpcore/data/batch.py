@@ -137,7 +137,7 @@ class BatchSampler:
         shuffle of each system, drawn from a generator fixed by ``seed`` and
         independent of how many training batches were drawn.
         """
-        from ..label_stat import sample_stat_frames
+        from ..stat.labels import sample_stat_frames
 
         frames = sample_stat_frames(
             [s.nframes for s in self.systems], self.batch_sizes, data_stat_nbatch,

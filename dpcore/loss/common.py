@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import numbers
 
-from ..lr import prefactor
+from ..train.lr import prefactor
 from ..xp import device_of, namespace
 
 NAN = float("nan")

@@ -100,7 +100,7 @@ class EnergyModel:
         virial (nf, 9) eV, mask (nf, natoms) int32, and atom_virial (nf, natoms, 9) eV if ``atomic``.
         """
         from ..backends import get_backend
-        from ..infer import prepare, unpermute
+        from ..infer.inputs import prepare, unpermute
 
         be = get_backend(backend, device=device)
         inputs, blocks, perm = prepare(self, coord, atype, box, fparam, aparam)

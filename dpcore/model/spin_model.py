@@ -176,7 +176,7 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
     2·nloc atoms and the permutation applied to the real atoms (None if not reordered).
     """
     from ..by_type import blocks_for
-    from ..infer import check_inputs
+    from ..infer.inputs import check_inputs
     from ..nlist import build_neighbor_list
     from ..pairs import pair_inputs
 
@@ -384,7 +384,7 @@ class SpinEnergyModel:
         mask_mag (nf, natoms, 1) bool, and atom_virial (nf, natoms, 9) eV if ``atomic``.
         """
         from ..backends import get_backend
-        from ..infer import unpermute
+        from ..infer.inputs import unpermute
 
         be = get_backend(backend, device=device)
         inputs, blocks, perm = self.prepare(coord, atype, spin, box, fparam, aparam)

@@ -12,7 +12,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from dpcore.backends import get_backend  # noqa: E402
 from dpcore.backends.base import Backend  # noqa: E402
-from dpcore.infer import prepare  # noqa: E402
+from dpcore.infer.inputs import prepare  # noqa: E402
 from helpers import TOL, make_model, random_system  # noqa: E402
 
 SEL = {"sel": [16, 16]}  # no sel overflow for FRAMES

@@ -17,7 +17,7 @@ paddle = pytest.importorskip("paddle")
 
 from dpcore.backends import get_backend  # noqa: E402
 from dpcore.backends import namespace_subset as subset  # noqa: E402
-from dpcore.infer import prepare, unpermute  # noqa: E402
+from dpcore.infer.inputs import prepare, unpermute  # noqa: E402
 from dpcore.xp import namespace  # noqa: E402
 from helpers import TOL, make_model, random_system  # noqa: E402
 

@@ -23,7 +23,7 @@ from helpers import TOL, make_model, random_system  # noqa: E402
 
 import dpcore.xp  # noqa: E402
 from dpcore.backends import get_backend, namespace_subset  # noqa: E402
-from dpcore.infer import prepare, unpermute  # noqa: E402
+from dpcore.infer.inputs import prepare, unpermute  # noqa: E402
 
 BE = get_backend("tensorflow")
 NS = BE.namespace()

@@ -15,11 +15,11 @@ def test_train_restart_init_model(tmp_path):
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-14), ("float32", 1e-6)])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_adam_equals_torch_optim_adam(dtype, tol, weight_decay):
-    """dpcore.optim.adam_update on torch tensors gives torch.optim.Adam's parameters step by step."""
+    """dpcore.train.optim.adam_update on torch tensors gives torch.optim.Adam's parameters step by step."""
     import numpy as np
     import torch
 
-    from dpcore.optim import adam_init, adam_update
+    from dpcore.train.optim import adam_init, adam_update
 
     rng = np.random.default_rng(0)
     init = {"net": {"w": rng.normal(size=(6, 5)), "b": rng.normal(size=5)}, "idt": rng.normal(size=3)}

@@ -21,7 +21,7 @@ BACKENDS = ("torch", "jax", "tensorflow", "paddle")
 def _backend_name(value: str) -> str:
     import argparse
 
-    from .backends import ALIASES, BACKENDS as ALL
+    from ..backends import ALIASES, BACKENDS as ALL
 
     key = ALIASES.get(value.lower(), value.lower())
     if key in BACKENDS:
@@ -70,12 +70,12 @@ def _suggest_on_unknown_options(p) -> None:
 
 
 def main(args) -> int:
-    from .config import load_config, write_normalized
+    from ..config import load_config, write_normalized
 
     if not os.path.isfile(args.input):
         raise FileNotFoundError(f"input file {args.input!r} not found")
     if args.restart is not None:
-        from .checkpoint import resolve_checkpoint
+        from ..train.checkpoint import resolve_checkpoint
 
         try:
             resolve_checkpoint(args.restart)
@@ -92,7 +92,7 @@ def main(args) -> int:
         logger.propagate = False  # frameworks (paddle) attach handlers to the root logger: no double lines
     logger.setLevel(args.log_level)
     cfg = load_config(args.input)
-    from .train import train
+    from ..train import train
 
     result = train(cfg, args.backend, restart=args.restart, init_model=args.init_model, numb_steps=args.numb_steps,
                    normalized_output=args.output)

@@ -6,7 +6,7 @@ sampler RNG states, the normalised input with the resolved ``sel``, backend name
 one JSON document stored in the same file (entry ``__meta__``).  No pickle: a checkpoint written
 by one backend is read by any other.
 
-Training state saved by :mod:`dpcore.train`::
+Training state saved by :mod:`dpcore.train.loop`::
 
     params      full parameter dict (NumPy; statistics included)
     optimizer   {"type": "Adam", "step": t, "m": tree, "v": tree}   (trees of the trainable params)
@@ -182,12 +182,12 @@ def model_from_state(model_cfg: dict, params: dict):
     """The model of a checkpoint's ``model`` section and parameters: an
     :class:`~dpcore.model.energy_model.EnergyModel`, or a
     :class:`~dpcore.model.spin_model.SpinEnergyModel` (parameters of its backbone) when the section has ``spin``."""
-    from .model.energy_model import EnergyModel
+    from ..model.energy_model import EnergyModel
 
     if model_cfg.get("spin") is None:
         return EnergyModel(model_cfg, params)
-    from .config import normalize_model
-    from .model.spin_model import SpinEnergyModel, backbone_config, spin_settings
+    from ..config import normalize_model
+    from ..model.spin_model import SpinEnergyModel, backbone_config, spin_settings
 
     cfg = normalize_model(model_cfg)
     settings = spin_settings(cfg["spin"], cfg["type_map"])

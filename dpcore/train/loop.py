@@ -4,7 +4,7 @@ One step ``t = 0, 1, ..., numb_steps - 1``::
 
     batch = train_sampler.next_batch()                         host, NumPy (neighbour lists cached per frame)
     (loss, metrics), grads = value_and_grad(L)(trainable)      backend, L = loss(forward(params, inputs), labels, lr(t))
-    trainable, adam = adam_update(trainable, grads, adam, lr(t))   core (dpcore.optim)
+    trainable, adam = adam_update(trainable, grads, adam, lr(t))   core (dpcore.train.optim)
 
 Forces inside the loss come from the core's analytic backward (differentiable on every backend).
 The backend supplies only ``value_and_grad`` and ``jit``: the whole step (gradient and Adam update)
@@ -22,7 +22,7 @@ against ~150 ms of backend work, so pair data are not cached.
 
 ``lcurve.out`` (SPEC 12) gets a line at steps 1, disp_freq, 2 disp_freq, ...: training metrics of
 that step's batch (before the update) and validation metrics (after it, atom-weighted average over
-``numb_btch`` batches, SPEC 10.3).  Checkpoints (:mod:`dpcore.checkpoint`) every ``save_freq`` steps
+``numb_btch`` batches, SPEC 10.3).  Checkpoints (:mod:`dpcore.train.checkpoint`) every ``save_freq`` steps
 and at the end hold everything needed to continue exactly, on any backend.
 """
 
@@ -42,10 +42,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import lcurve
-from .by_type import blocks_for
+from ..by_type import blocks_for
 from .checkpoint import load_checkpoint, model_from_checkpoint, write_checkpoint
 from .optim import adam_init, adam_update, clip_by_global_norm
-from .pairs import pair_inputs
+from ..pairs import pair_inputs
 
 log = logging.getLogger("dpcore.train")
 
@@ -73,7 +73,7 @@ _LABEL_KEYS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener
 def resolve_sel(cfg: dict, systems) -> dict:
     """Copy of ``cfg`` with ``model.descriptor.sel: "auto[:f]"`` replaced by per-type counts from the
     training data (``4 * ceil(int(max_nbor * f) / 4)``, SPEC 11.2)."""
-    from .stat import auto_sel, data_neighbor_stat, parse_auto_sel
+    from ..stat.descriptor import auto_sel, data_neighbor_stat, parse_auto_sel
 
     d = cfg["model"]["descriptor"]
     factor = parse_auto_sel(d["sel"])
@@ -90,7 +90,7 @@ def resolve_sel(cfg: dict, systems) -> dict:
 
 def nlist_maker(model_cfg: dict):
     """``make_nlist(coord, atype, box)`` for the data's neighbour-list cache (model rcut, sel, exclusions)."""
-    from .nlist import build_neighbor_list
+    from ..nlist import build_neighbor_list
 
     d = model_cfg["descriptor"]
     return functools.partial(build_neighbor_list, rcut=d["rcut"], sel=list(d["sel"]),
@@ -120,9 +120,9 @@ def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None 
     ``out_bias`` (least squares on per-type atom counts).  A spin model's descriptor statistics and
     bias are those of its 2n-type backbone on the frames with virtual atoms (:func:`spin_stat_samples`).
     """
-    from .label_stat import energy_bias, fparam_aparam_stats
-    from .model.energy_model import model_from_config
-    from .stat import descriptor_stats
+    from ..stat.labels import energy_bias, fparam_aparam_stats
+    from ..model.energy_model import model_from_config
+    from ..stat.descriptor import descriptor_stats
 
     model = model_from_config(cfg["model"], seed=cfg["training"].get("seed"))
     if init_params is not None:
@@ -226,7 +226,7 @@ def merge_params(trainable: dict, frozen: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------ batches
 def batch_inputs(model_cfg: dict, batch: dict) -> tuple[dict, dict, tuple | None]:
-    """Model inputs, labels and type blocks of a sampled batch (mirrors :func:`dpcore.infer.prepare`).
+    """Model inputs, labels and type blocks of a sampled batch (mirrors :func:`dpcore.infer.inputs.prepare`).
 
     Returns ``inputs`` (NumPy; pair data of :func:`dpcore.pairs.pair_inputs`, ``coord``, ``box``
     (nf, 3, 3), ``fparam``/``aparam``), ``labels`` (label arrays and ``find_*`` floats) and ``blocks``
@@ -253,7 +253,7 @@ def batch_inputs(model_cfg: dict, batch: dict) -> tuple[dict, dict, tuple | None
 def spin_batch_inputs(model, batch: dict) -> tuple[dict, dict, tuple | None]:
     """:func:`batch_inputs` of a spin model: the backbone's 2·nloc-atom inputs of
     :func:`dpcore.model.spin_model.prepare` (built per batch: the virtual atoms move with the spins)."""
-    from .model.spin_model import prepare
+    from ..model.spin_model import prepare
 
     f = model.config["fitting_net"]
     fparam = batch["fparam"] if f["numb_fparam"] > 0 and batch.get("find_fparam", 0.0) > 0 else None
@@ -285,7 +285,7 @@ def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dic
     compiled with ``backend.jit`` (``blocks`` and the ``find_*`` ``flags`` are static).  ``forward``:
     the model function (default :func:`dpcore.model.energy.forward`; spin: :func:`dpcore.model.spin.forward`).
     """
-    from .model import energy
+    from ..model import energy
 
     forward = energy.forward if forward is None else forward
 
@@ -310,7 +310,7 @@ def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dic
 
 def make_eval(backend, model_cfg: dict, loss, blocks, flags: tuple, forward=None):
     """``evaluate(params, inputs, labels, lr) -> (loss, metrics)`` without gradients (validation)."""
-    from .model import energy
+    from ..model import energy
 
     forward = energy.forward if forward is None else forward
 
@@ -369,7 +369,7 @@ def _num_steps(tr: dict, train_sampler) -> int:
 
 
 def _versions(backend) -> dict:
-    from . import __version__
+    from .. import __version__
 
     return {"dpcore": __version__, "numpy": np.__version__, **{k: v for k, v in backend.settings.items()
                                                                if k.endswith("version")}}
@@ -384,7 +384,7 @@ def train(cfg: dict, backend, *, restart=None, init_model=None, workdir=".", num
           normalized_output=None) -> dict:
     """Train the model of a (normalised) input dict on ``backend`` (name or adapter object).
 
-    restart: checkpoint to continue exactly (file, folder or prefix; see :mod:`dpcore.checkpoint`);
+    restart: checkpoint to continue exactly (file, folder or prefix; see :mod:`dpcore.train.checkpoint`);
     init_model: ``.dp``/``.yaml`` model file or checkpoint whose parameters (and statistics) start
     the run; workdir: folder for ``disp_file`` and checkpoints (``save_dir`` is relative to it);
     numb_steps: override ``training.numb_steps`` (tests, benchmarks); normalized_output: write the
@@ -400,9 +400,9 @@ class Trainer:
 
     def __init__(self, cfg, backend, *, restart=None, init_model=None, workdir=".", numb_steps=None,
                  normalized_output=None):
-        from .backends import canonical_name, get_backend
-        from .config import normalize_config
-        from .data import NeighborListCache, samplers_from_config
+        from ..backends import canonical_name, get_backend
+        from ..config import normalize_config
+        from ..data import NeighborListCache, samplers_from_config
 
         if restart is not None and init_model is not None:
             raise ValueError("--restart and --init-model are mutually exclusive (a restart already continues "
@@ -435,7 +435,7 @@ class Trainer:
             cfg = resolve_sel(cfg, self.train_s.systems)
         self.cfg = cfg
         if normalized_output is not None:
-            from .config import write_normalized
+            from ..config import write_normalized
 
             write_normalized(cfg, normalized_output, source=source)
         if cfg["model"].get("spin") is None:  # spin batches build their 2·nloc-atom lists per batch
@@ -459,7 +459,7 @@ class Trainer:
         self._setup_optimisation(numb_steps, state)
 
     def _setup_optimisation(self, numb_steps, state) -> None:
-        from .loss import make_loss
+        from ..loss import make_loss
         from .lr import make_lr
 
         cfg, be, tr = self.cfg, self.backend, self.cfg["training"]
@@ -480,9 +480,9 @@ class Trainer:
         # compiled steps get lr and the Adam step as 0-d arrays (a Python number is a trace-time constant)
         self.jitted = bool(be.capabilities.get("jit", False) or getattr(be, "compile", False))
         if _is_spin(self.model):
-            from .model.spin import forward
+            from ..model.spin import forward
         else:
-            from .model.energy import forward
+            from ..model.energy import forward
         ctx = _context(be, mcfg, self.loss.config, self.loss.start_lr, forward.__module__)
         self.steps = _StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
                                                                 tr.get("gradient_max_norm"), forward),
@@ -542,7 +542,7 @@ class Trainer:
         return merge_params(self.backend.tree_to_numpy(self.trainable), self.frozen_np)
 
     def save(self, step: int) -> Path:
-        """Checkpoint after ``step`` completed steps (rotation and pointer file, see :mod:`dpcore.checkpoint`)."""
+        """Checkpoint after ``step`` completed steps (rotation and pointer file, see :mod:`dpcore.train.checkpoint`)."""
         tr, be = self.cfg["training"], self.backend
         prefix = Path(tr["save_ckpt"])  # may hold a folder: "ckpt/model.ckpt"
         state = {"params": self.params_numpy(),
@@ -657,7 +657,7 @@ def _log_display(step, num_steps, trn, val, lr, per_step):
 
 def _load_init_model(path):
     """A model file (.dp/.yaml) or a dpcore checkpoint, for ``--init-model``."""
-    from .model.energy_model import load
+    from ..model.energy_model import load
 
     p = str(path)
     if not os.path.exists(p) and not os.path.exists(p + ".npz") and not os.path.isdir(os.path.dirname(p) or "."):

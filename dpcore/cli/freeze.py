@@ -3,7 +3,7 @@
     dpcore freeze [CHECKPOINT] -o model.dp          # HDF5, DeePMD-kit's ``.dp`` format
     dpcore freeze [CHECKPOINT] -o model.yaml        # the same content as YAML
 
-CHECKPOINT is what :func:`dpcore.checkpoint.resolve_checkpoint` accepts: a ``.npz`` checkpoint,
+CHECKPOINT is what :func:`dpcore.train.checkpoint.resolve_checkpoint` accepts: a ``.npz`` checkpoint,
 the folder holding them (its ``checkpoint`` pointer file names the latest), the pointer file, or
 the ``save_ckpt`` prefix (default: the current folder).  The output is read by ``dpcore.load`` and
 by DeePMD-kit (``dp test -m model.dp``, ``dp convert-backend model.dp model.pth``).  An existing
@@ -27,8 +27,8 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    from .checkpoint import model_from_checkpoint, resolve_checkpoint
-    from .io import SUPPORTED_SUFFIXES
+    from ..train.checkpoint import model_from_checkpoint, resolve_checkpoint
+    from ..io import SUPPORTED_SUFFIXES
 
     if args.checkpoint and args.checkpoint_folder and args.checkpoint != args.checkpoint_folder:
         raise ValueError(f"give the checkpoint once: CHECKPOINT={args.checkpoint!r} and -c {args.checkpoint_folder!r} differ")

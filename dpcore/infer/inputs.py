@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .by_type import blocks_for
-from .nlist import build_neighbor_list
-from .pairs import pair_inputs
+from ..by_type import blocks_for
+from ..nlist import build_neighbor_list
+from ..pairs import pair_inputs
 
 
 def check_inputs(coord, atype, box, fparam, aparam, ntypes: int, numb_fparam: int = 0, numb_aparam: int = 0):

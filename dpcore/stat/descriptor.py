@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .env_mat import env_mat
-from .nlist import build_neighbor_list, neighbor_stat
-from .pairs import pair_inputs, pair_vectors
+from ..env_mat import env_mat
+from ..nlist import build_neighbor_list, neighbor_stat
+from ..pairs import pair_inputs, pair_vectors
 
 STD_FLOOR = 1e-2  # fixed protection of SPEC 2.4 (not data_stat_protect)
 STD_ABSENT = 0.1  # std of a type absent from the sampled data

@@ -4,7 +4,7 @@ For every system (folders searched recursively for ``type.raw``) the model is ev
 ``N`` frames (file order: ``set.000`` first) and the MAE/RMSE of the energy (total and per atom),
 force, virial (total and per atom), stress (``-virial / volume``) and, for a spin model, magnetic
 force are printed; then the weighted average over all systems
-(:func:`dpcore.metrics.merge_errors`).  A quantity whose label file is absent prints ``nan`` and
+(:func:`dpcore.infer.metrics.merge_errors`).  A quantity whose label file is absent prints ``nan`` and
 does not enter the average.
 
 ``-d PREFIX`` writes DeePMD-kit detail files, one block per system, each block headed
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import QUANTITIES, ErrorStat, energy_errors, merge_errors
+from ..infer.metrics import QUANTITIES, ErrorStat, energy_errors, merge_errors
 
 _RULE = "# -----------------------------------------------"
 _LABELS = {  # quantity -> (MAE line label, RMSE line label), DeePMD-kit's wording
@@ -91,7 +91,7 @@ def _fitting_config(model) -> dict:
 
 def label_specs_for(model):
     """What ``dpcore test`` reads from each system: the standard labels, fparam/aparam sized for the model."""
-    from .data import label_specs
+    from ..data import label_specs
 
     fit = _fitting_config(model)
     return label_specs(numb_fparam=fit.get("numb_fparam", 0), numb_aparam=fit.get("numb_aparam", 0),
@@ -217,8 +217,8 @@ def write_details(files: dict, system, pred: dict, nframes: int) -> None:
 
 # ----------------------------------------------------------------------------------------------- command
 def main(args) -> int:
-    from . import load
-    from .data import load_systems
+    from .. import load
+    from ..data import load_systems
 
     if args.numb_test < 0:
         raise ValueError(f"-n/--numb-test must be >= 0 (0 = all frames), got {args.numb_test}")

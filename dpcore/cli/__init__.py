@@ -1,4 +1,4 @@
-"""``dpcore`` command line: one sub-command per module, each imported only when used."""
+"""``dpcore`` command line (also ``python -m dpcore``): one sub-command per module, each imported only when used."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ import sys
 # sub-command -> (module with add_arguments(parser) and main(args) -> int, help)
 COMMANDS = {
     "conformance": ("dpcore.conformance.cli", "cross-backend conformance suite (one process per backend)"),
-    "neighbor-stat": ("dpcore.cli_neighbor_stat", "min pair distance and max neighbours per type of a data set"),
-    "train": ("dpcore.cli_train", "train a model from input.json on torch, jax, tensorflow or paddle"),
-    "freeze": ("dpcore.cli_freeze", "write the model of a training checkpoint as a DeePMD-kit .dp/.yaml file"),
-    "test": ("dpcore.cli_test", "errors (MAE/RMSE) of a model on labelled systems, like dp test"),
+    "neighbor-stat": ("dpcore.cli.neighbor_stat", "min pair distance and max neighbours per type of a data set"),
+    "train": ("dpcore.cli.train", "train a model from input.json on torch, jax, tensorflow or paddle"),
+    "freeze": ("dpcore.cli.freeze", "write the model of a training checkpoint as a DeePMD-kit .dp/.yaml file"),
+    "test": ("dpcore.cli.test", "errors (MAE/RMSE) of a model on labelled systems, like dp test"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(prog="dpcore", description="DeePMD-style energy models on any array-API backend")
+    parser.add_argument("--version", action="version", version=f"dpcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():

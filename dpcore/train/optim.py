@@ -15,7 +15,7 @@ cast to each leaf's dtype so float32 parameters stay float32.
 
 from __future__ import annotations
 
-from .xp import namespace
+from ..xp import namespace
 
 __all__ = ["adam_init", "adam_update", "clip_by_global_norm", "tree_map"]
 
