@@ -83,7 +83,7 @@ MODEL_OUTPUTS = ("atom_energy", "energy", "force", "virial", "atom_virial")
 def descriptor(ctx: CaseContext) -> dict:
     """se_e2_a descriptor D (nf, nloc, ng * axis_neuron), in the descriptor precision."""
     from dpcore.descriptor import se_e2_a
-    from dpcore.model.energy import precision_name
+    from dpcore.precision import precision_name
     from dpcore.pairs import pair_vectors
     from dpcore.xp import namespace
 

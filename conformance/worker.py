@@ -73,7 +73,7 @@ def fingerprint(*trees) -> str:
 
 def compute_precision(config: dict) -> str:
     """The least precise network precision of the model (float16 < bfloat16 < float32 < float64)."""
-    from dpcore.model.energy import precision_name
+    from dpcore.precision import precision_name
 
     order = ["float16", "bfloat16", "float32", "float64"]
     names = [precision_name(config["descriptor"]["precision"]), precision_name(config["fitting_net"]["precision"])]

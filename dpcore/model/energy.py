@@ -21,25 +21,8 @@ from __future__ import annotations
 from ..descriptor import se_e2_a
 from ..fitting import energy as fitting
 from ..pairs import pair_vectors
+from ..precision import dtype_of
 from ..xp import device_of, namespace, scatter_to_atoms
-
-_PRECISION = {"default": "float64", "double": "float64", "float64": "float64", "single": "float32",
-              "float32": "float32", "half": "float16", "float16": "float16", "bfloat16": "bfloat16"}
-
-
-def precision_name(p: str) -> str:
-    try:
-        return _PRECISION[str(p).lower()]
-    except KeyError:
-        raise ValueError(f"unknown precision {p!r}; expected one of {sorted(_PRECISION)}") from None
-
-
-def _dtype(xp, precision: str):
-    name = precision_name(precision)
-    dt = getattr(xp, name, None)
-    if dt is None:
-        raise NotImplementedError(f"precision {name} is not available in this array namespace")
-    return dt
 
 
 def atomic_energy(cfg, params, rij, inputs, blocks=None):
@@ -49,7 +32,7 @@ def atomic_energy(cfg, params, rij, inputs, blocks=None):
     """
     xp = namespace(rij)
     dcfg, fcfg = cfg["descriptor"], cfg["fitting_net"]
-    ddt, fdt = _dtype(xp, dcfg["precision"]), _dtype(xp, fcfg["precision"])
+    ddt, fdt = dtype_of(xp, dcfg["precision"]), dtype_of(xp, fcfg["precision"])
     D, dcache = se_e2_a.forward(dcfg, params["descriptor"], xp.astype(rij, ddt), inputs, blocks)
     fparam = inputs.get("fparam")
     if fparam is None and fcfg.get("numb_fparam", 0) > 0 and fcfg.get("default_fparam") is not None:

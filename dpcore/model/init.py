@@ -6,7 +6,7 @@ import numpy as np
 
 from ..descriptor.se_e2_a import dim_out
 from ..network import get_activation, init_net
-from .energy import precision_name
+from ..precision import precision_name
 
 
 def _rng(seed, *path: int) -> np.random.Generator:
