@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpcore import checkpoint as ck
-from dpcore import lcurve
+from dpcore.train import checkpoint as ck
+from dpcore.train import lcurve
 from dpcore.train.optim import adam_init, adam_update, clip_by_global_norm
 from helpers import TOL, make_model, random_system
 
