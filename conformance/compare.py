@@ -1,4 +1,5 @@
-"""Comparison of one backend's saved outputs with the NumPy reference, with THE dtype-keyed tolerance table.
+"""Comparison of one backend's saved outputs with the NumPy reference, with the dtype-keyed tolerance table of
+:mod:`dpcore.conformance.tolerances`.
 
 Definitions, per case and per output array ``x`` against the reference ``r``:
 
@@ -22,8 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# relative tolerances, keyed by precision (the only place they are written)
-TOLERANCES = {"float64": 1e-12, "float32": 1e-5}
+from .tolerances import TOLERANCES
+
 _ORDER = ["float16", "bfloat16", "float32", "float64"]
 
 

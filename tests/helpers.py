@@ -10,9 +10,7 @@ from dpcore.conformance.cases import BASE_MODEL
 from dpcore.model.energy_model import EnergyModel
 from dpcore.model.init import init_params
 
-# relative tolerances, keyed by dtype (never literals inside tests)
-TOL = {"float64": 1e-12, "float32": 1e-5}
-FD_TOL = 1e-8  # finite differences vs analytic, relative to the largest force (virial) component
+from dpcore.conformance.tolerances import FD_TOL, TOLERANCES as TOL  # the one table (never literals in tests)
 
 # the normalised model section of the conformance catalogue, with room for every neighbour of the test systems
 BASE = copy.deepcopy(BASE_MODEL)
