@@ -9,23 +9,10 @@ from __future__ import annotations
 
 import importlib
 
-BACKENDS = {
-    "numpy": ("numpy", None),
-    "array_api_strict": ("array_api_strict", "strict"),
-    "torch": ("torch", "torch"),
-    "jax": ("jax", "jax"),
-    "tensorflow": ("tensorflow", "tensorflow"),
-    "paddle": ("paddle", "paddle"),
-}
-ALIASES = {"np": "numpy", "strict": "array_api_strict", "pytorch": "torch", "pt": "torch", "tf": "tensorflow", "pd": "paddle"}
+from .registry import ALIASES, BACKENDS, BackendInfo, canonical_name, info, training_backends
+
+__all__ = ["ALIASES", "BACKENDS", "BackendInfo", "canonical_name", "get_backend", "info", "training_backends"]
 _CACHE: dict = {}
-
-
-def canonical_name(name: str) -> str:
-    key = ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(BACKENDS)}")
-    return key
 
 
 def get_backend(name: str, device=None):
@@ -36,7 +23,7 @@ def get_backend(name: str, device=None):
     """
     key = canonical_name(name)
     if (key, device) not in _CACHE:
-        framework, extra = BACKENDS[key]
+        framework, extra = BACKENDS[key].framework, BACKENDS[key].extra
         try:
             importlib.import_module(framework)
         except ImportError as e:

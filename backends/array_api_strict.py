@@ -10,6 +10,7 @@ import array_api_strict
 import numpy as np
 
 from .base import Backend
+from .registry import info as backend_info
 
 _StrictArray = type(array_api_strict.asarray(0.0))  # the array class (not exported by the package)
 
@@ -22,8 +23,8 @@ def _as_device(device):
 
 class ArrayApiStrictBackend(Backend):
     name = "array_api_strict"
-    capabilities = {"autodiff": False, "jit": False, "use_default_pf": True, "devices": ["CPU_DEVICE", "device1", "device2"],
-                    "float32": True, "float64": True}
+    info = backend_info("array_api_strict")
+    capabilities = info.capabilities
 
     def __init__(self, device=None):
         super().__init__(_as_device(device))

@@ -11,8 +11,9 @@ A backend adapter supplies only what differs between frameworks:
   ``argnums``, each mirroring its argument's pytree (nested dicts/lists of arrays);
   ``create_graph`` keeps the graph for a second differentiation (torch/paddle/tf);
 * ``jit(f)``: compiled version of ``f`` where the framework has one (identity otherwise);
-* ``capabilities``: data (documented support table); ``settings``: numerical settings applied
-  explicitly when the backend object is created (never at import), recorded for reports.
+* ``info`` / ``capabilities``: static data from :mod:`dpcore.backends.registry` (documented support
+  table, jit choices); ``settings``: numerical settings applied explicitly when the backend object is
+  created (never at import), recorded for reports.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 class Backend:
     name = "base"
+    info = None  # the adapter's :class:`~dpcore.backends.registry.BackendInfo` (static data, no framework)
     capabilities: dict = {}
 
     def __init__(self, device=None):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import Backend
+from .registry import info as backend_info
 
 _MAX_COMPILED = 16  # compiled model functions kept per backend object (least recently used dropped)
 
@@ -44,8 +45,8 @@ def resolve_device(device):
 
 class JaxBackend(Backend):
     name = "jax"
-    capabilities = {"autodiff": True, "jit": True, "use_default_pf": True, "devices": ["cpu", "gpu", "tpu"],
-                    "float32": True, "float64": True}
+    info = backend_info("jax")
+    capabilities = info.capabilities
 
     def __init__(self, device=None):
         jax.config.update("jax_enable_x64", True)

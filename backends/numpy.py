@@ -6,12 +6,13 @@ import array_api_compat.numpy as xnp
 import numpy as np
 
 from .base import Backend
+from .registry import info as backend_info
 
 
 class NumpyBackend(Backend):
     name = "numpy"
-    capabilities = {"autodiff": False, "jit": False, "use_default_pf": True, "devices": ["cpu"], "float32": True,
-                    "float64": True}
+    info = backend_info("numpy")
+    capabilities = info.capabilities
 
     def namespace(self):
         return xnp

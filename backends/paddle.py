@@ -33,6 +33,7 @@ from dpcore.xp import register_namespace
 
 from . import paddle_namespace
 from .base import Backend
+from .registry import info as backend_info
 from .tree import leaves as _tree_leaves
 from .tree import rebuild as _rebuild
 
@@ -52,8 +53,8 @@ def _watched(x):
 
 class PaddleBackend(Backend):
     name = "paddle"
-    capabilities = {"autodiff": True, "jit": False, "use_default_pf": False, "devices": ["cpu", "gpu"],
-                    "float32": True, "float64": True}
+    info = backend_info("paddle")
+    capabilities = info.capabilities
 
     def __init__(self, device=None):
         super().__init__(device)

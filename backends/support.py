@@ -29,7 +29,8 @@ def markdown_table() -> str:
         return ", ".join(map(str, v)) if isinstance(v, list) else str(v)
 
     lines = ["| backend | pip extra | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
-    for name, (_, extra) in BACKENDS.items():
+    for name, entry in BACKENDS.items():
+        extra = entry.extra
         caps = capabilities(name)
         if caps is None:
             raise RuntimeError(f"backend {name!r} is not installed; install dpcore[all] to generate the table")

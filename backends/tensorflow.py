@@ -22,6 +22,7 @@ from . import tf_namespace
 from dpcore.xp import register_namespace
 
 from .base import Backend
+from .registry import info as backend_info
 from .tree import leaves as _tree_leaves
 from .tree import rebuild as _rebuild
 
@@ -48,8 +49,8 @@ def _differentiable(leaf) -> bool:
 
 class TensorFlowBackend(Backend):
     name = "tensorflow"
-    capabilities = {"autodiff": True, "jit": True, "use_default_pf": False, "devices": ["cpu", "gpu"],
-                    "float32": True, "float64": True}
+    info = backend_info("tensorflow")
+    capabilities = info.capabilities
 
     def __init__(self, device=None):
         super().__init__(device)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .base import Backend
+from .registry import info as backend_info
 from .tree import leaves, tree_map
 
 
@@ -45,8 +46,8 @@ def _as_differentiable(x, create_graph: bool):
 
 class TorchBackend(Backend):
     name = "torch"
-    capabilities = {"autodiff": True, "jit": False, "use_default_pf": True, "devices": ["cpu", "cuda"],
-                    "float32": True, "float64": True}
+    info = backend_info("torch")
+    capabilities = info.capabilities
 
     def __init__(self, device=None):
         super().__init__(torch.device("cpu" if device is None else device))

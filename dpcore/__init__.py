@@ -3,7 +3,8 @@
 ``import dpcore`` imports no deep-learning framework; backends are loaded by name on demand.
 """
 
-from .model.energy_model import EnergyModel, load, model_from_config
+from .model.energy_model import EnergyModel
+from .model.factory import load, model_from_config
 from .model.spin_model import SpinEnergyModel
 
 __version__ = "0.1.0"

@@ -170,6 +170,14 @@ def net_vjp(net, gy, caches, final_linear: bool = False):
     return gy
 
 
+def child_rng(seed, *path: int) -> np.random.Generator:
+    """Independent stream per network: ``default_rng([*path, seed])`` (DeePMD's child-seed scheme);
+    ``seed`` an int, a list of ints, or None (fresh entropy)."""
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng([*path, *([seed] if isinstance(seed, int) else seed)])
+
+
 def init_net(rng: np.random.Generator, in_dim: int, neuron, out_dim: int | None, resnet_dt: bool, dtype) -> dict:
     """Fresh network parameters (NumPy): ``w ~ N(0, 1/sqrt(n_in+n_out))``, ``b ~ N(0, 1)``, ``idt ~ N(0.1, 0.001)``.
 

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from dpcore.train.lr import make_lr, prefactor
+from dpcore.loss.common import prefactor
+from dpcore.train.lr import make_lr
 from helpers import TOL
 
 

@@ -262,7 +262,7 @@ def test_model_from_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------------------------------ loop pieces
 def test_trainable_split_merge():
-    from dpcore.train.loop import merge_params, split_params, trainable_mask
+    from dpcore.train.params import merge_params, split_params, trainable_mask
 
     model = make_model(fitting={"trainable": [True, False, True]})
     mask = trainable_mask(model.config, model.params)
@@ -282,7 +282,8 @@ def test_batch_inputs_match_inference(tmp_path):
     from dpcore.backends import get_backend
     from dpcore.config import normalize_config
     from dpcore.data import NeighborListCache, samplers_from_config
-    from dpcore.train.loop import batch_inputs, nlist_maker
+    from dpcore.train.batch import batch_inputs
+    from dpcore.train.setup import nlist_maker
 
     cfg = normalize_config(make_case(tmp_path, sel=[24, 24]))
     train_s, _ = samplers_from_config(cfg)
@@ -302,7 +303,7 @@ def test_stats_and_auto_sel(tmp_path):
     from dpcore.data import NeighborListCache, samplers_from_config
     from dpcore.stat.labels import energy_bias
     from dpcore.stat.descriptor import descriptor_stats
-    from dpcore.train.loop import build_model_and_stats, nlist_maker, resolve_sel
+    from dpcore.train.setup import build_model_and_stats, nlist_maker, resolve_sel
 
     cfg = normalize_config(make_case(tmp_path))
     train_s, _ = samplers_from_config(cfg)
@@ -468,7 +469,7 @@ def test_spin_statistics(tmp_path):
     from dpcore.data import samplers_from_config
     from dpcore.stat.labels import energy_bias
     from dpcore.stat.descriptor import descriptor_stats
-    from dpcore.train.loop import build_model_and_stats, resolve_sel, spin_stat_samples
+    from dpcore.train.setup import build_model_and_stats, resolve_sel, spin_stat_samples
 
     cfg = normalize_config(make_spin_case(tmp_path))
     train_s, _ = samplers_from_config(cfg)

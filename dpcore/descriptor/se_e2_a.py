@@ -1,4 +1,4 @@
-"""se_e2_a ("smooth edition, two-body embedding, all information") descriptor (SPEC 4).
+"""se_e2_a ("smooth edition, two-body embedding, all information") descriptor (SPEC 4), the math.
 
 For centre i with normalised environment rows ``R~`` (nnei x 4) and embedding
 matrix ``G`` (nnei x ng):  ``A = R~^T G / nnei`` (4 x ng) and
@@ -18,10 +18,157 @@ from ..env_mat import env_mat, env_mat_vjp
 from ..network import net_forward, net_vjp
 from ..xp import namespace
 
+TYPE = "se_e2_a"
+ALIASES = ("se_a",)
+MIXED_TYPES = False  # neighbour list split by neighbour type: sel[t] slots for type t
+
+
+# ------------------------------------------------------------------------------------------- definition
+def args() -> list:
+    """dargs arguments of the ``model.descriptor`` section (DeePMD-kit 3.2 defaults and aliases)."""
+    from dargs import Argument
+
+    def opt(*a, **k):
+        return Argument(*a, optional=True, **k)
+
+    return [
+        opt("sel", [list[int], str], default="auto"),
+        opt("rcut", float, default=6.0),
+        opt("rcut_smth", float, default=0.5),
+        opt("neuron", list[int], default=[10, 20, 40]),
+        opt("axis_neuron", int, default=4, alias=["n_axis_neuron"]),
+        opt("activation_function", str, default="tanh"),
+        opt("resnet_dt", bool, default=False),
+        opt("type_one_side", bool, default=False),
+        opt("precision", str, default="default"),
+        opt("trainable", bool, default=True),
+        opt("seed", [int, None], default=None),
+        opt("exclude_types", list[list[int]], default=[]),
+        opt("env_protection", float, default=0.0),
+        opt("set_davg_zero", bool, default=False),
+    ]
+
+
+def check(cfg: dict, type_map: list, loc: str = "model/descriptor") -> None:
+    """Rules of a normalised section that its types cannot express (ConfigError naming the key)."""
+    from ..config.errors import SEL_AUTO, check_act_prec, check_types, finite, need
+
+    nt, sel = len(type_map), cfg["sel"]
+    if isinstance(sel, str):
+        need(bool(SEL_AUTO.match(sel)), f"{loc}/sel",
+             f"expected a list of {nt} ints (one per type) or 'auto' / 'auto:factor', got '{sel}'")
+    else:
+        need(len(sel) == nt and all(s >= 0 for s in sel), f"{loc}/sel",
+             f"expected {nt} non-negative ints (one per type in type_map {type_map}), got {sel}")
+    need(finite(cfg["rcut"]) and cfg["rcut"] > 0, f"{loc}/rcut", f"must be > 0, got {cfg['rcut']}")
+    need(0 <= cfg["rcut_smth"] < cfg["rcut"], f"{loc}/rcut_smth",
+         f"must satisfy 0 <= rcut_smth < rcut = {cfg['rcut']}, got {cfg['rcut_smth']}")
+    check_act_prec(cfg, loc)
+    need(1 <= cfg["axis_neuron"] <= cfg["neuron"][-1] if cfg["neuron"] else False, f"{loc}/axis_neuron",
+         f"must be in 1..neuron[-1] = {cfg['neuron'][-1] if cfg['neuron'] else None}, got {cfg['axis_neuron']}")
+    check_types(cfg["exclude_types"], nt, f"{loc}/exclude_types", pairs=True)
+    need(cfg["env_protection"] >= 0, f"{loc}/env_protection", "must be >= 0")
+
+
+def validate(cfg: dict, ntypes: int) -> None:
+    """Checks before any array is built (``sel`` resolved to one count per type)."""
+    if isinstance(cfg["sel"], str):
+        raise ValueError(f"model/descriptor/sel is {cfg['sel']!r}: it is resolved from the training data by `dpcore "
+                         "train` (see `dpcore neighbor-stat`); give one integer per type to build a model directly")
+    if len(cfg["sel"]) != ntypes:
+        raise ValueError(f"model/descriptor/sel has {len(cfg['sel'])} entries but type_map has {ntypes} types")
+    if not cfg["rcut_smth"] < cfg["rcut"]:
+        raise ValueError(f"model/descriptor: rcut_smth ({cfg['rcut_smth']}) must be smaller than rcut ({cfg['rcut']})")
+    if cfg["axis_neuron"] > cfg["neuron"][-1]:
+        raise ValueError(f"model/descriptor/axis_neuron ({cfg['axis_neuron']}) exceeds the embedding width "
+                         f"{cfg['neuron'][-1]}")
+
+
+def nlist_sel(cfg) -> list[int]:
+    """Neighbour slots per neighbour type (the list is split by type, nearest first in each block)."""
+    return list(cfg["sel"])
+
+
+def spin_backbone(cfg: dict) -> dict:
+    """Descriptor section of a spin model's 2n-type backbone: one ``sel`` block per backbone type."""
+    return {**cfg, "sel": list(cfg["sel"]) + list(cfg["sel"])}
+
 
 def dim_out(cfg) -> int:
     return cfg["neuron"][-1] * cfg["axis_neuron"]
 
+
+def init_params(cfg: dict, ntypes: int, seed=None) -> dict:
+    """Fresh parameters (NumPy): embedding nets from ``child_rng(seed, 0, k)``, davg 0, dstd 1."""
+    import numpy as np
+
+    from ..network import child_rng, init_net
+    from ..precision import precision_name
+
+    ddt = precision_name(cfg["precision"])
+    nnei = sum(cfg["sel"])
+    n_emb = ntypes if cfg["type_one_side"] else ntypes * ntypes
+    embedding = {str(k): init_net(child_rng(seed, 0, k), 1, cfg["neuron"], None, cfg["resnet_dt"], ddt)
+                 for k in range(n_emb)}
+    return {"davg": np.zeros((ntypes, nnei, 4), dtype=ddt), "dstd": np.ones((ntypes, nnei, 4), dtype=ddt),
+            "embedding": embedding}
+
+
+def trainable_mask(cfg: dict, params: dict) -> dict:
+    """Every embedding net follows ``trainable``; the statistics ``davg``/``dstd`` are never trained."""
+    tr = bool(cfg.get("trainable", True))
+    return {"davg": False, "dstd": False,
+            "embedding": {k: {i: {n: tr for n in layer} for i, layer in net.items()}
+                          for k, net in params["embedding"].items()}}
+
+
+def stats(model_cfg: dict, params: dict, batches, stat_file=None) -> dict:
+    """``{"davg", "dstd"}`` from the environment matrices of the statistics frames (SPEC 2.4), in the
+    descriptor precision; ``stat_file`` caches the sums (:func:`dpcore.stat.descriptor.descriptor_stats`)."""
+    from ..stat.descriptor import descriptor_stats
+
+    davg, dstd = descriptor_stats(model_cfg, batches, stat_file=stat_file)
+    ddt = params["davg"].dtype
+    return {"davg": davg.astype(ddt), "dstd": dstd.astype(ddt)}
+
+
+def serialize(cfg: dict, params: dict, type_map: list) -> dict:
+    """DeePMD-kit's serialized se_e2_a dict (``@version`` 2, SPEC 13.3)."""
+    import numpy as np
+
+    from ..network_dict import collection_to_dict
+
+    return {"@class": "Descriptor", "type": "se_e2_a", "@version": 2, "type_map": list(type_map), "spin": None,
+            **{k: cfg[k] for k in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "trainable",
+                                   "type_one_side", "exclude_types", "env_protection", "set_davg_zero",
+                                   "activation_function")},
+            "precision": np.dtype(params["davg"].dtype).name,
+            "env_mat": {"rcut": cfg["rcut"], "rcut_smth": cfg["rcut_smth"], "protection": cfg["env_protection"],
+                        "use_exp_switch": False},
+            "embeddings": collection_to_dict(params["embedding"], 1 if cfg["type_one_side"] else 2, len(type_map),
+                                             "embedding_network", cfg, 1),
+            "@variables": {"davg": params["davg"], "dstd": params["dstd"]}}
+
+
+def deserialize(d: dict, ntypes: int) -> tuple[dict, dict]:
+    """``(cfg, params)`` of a serialized se_e2_a dict (``@version`` 1-3)."""
+    import numpy as np
+
+    from ..network_dict import check_class, collection_from_dict
+
+    check_class(d, "Descriptor", (1, 2, 3), "model/descriptor")
+    cfg = {k: d[k] for k in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "type_one_side",
+                             "set_davg_zero", "activation_function", "precision", "trainable")}
+    cfg.update(type="se_e2_a", exclude_types=[list(p) for p in d.get("exclude_types", [])], seed=None,
+               env_protection=float(d.get("env_protection", d.get("env_mat", {}).get("protection", 0.0))))
+    v = d["@variables"]
+    params = {"davg": np.asarray(v["davg"]), "dstd": np.asarray(v["dstd"]),
+              "embedding": collection_from_dict(d["embeddings"], 1 if cfg["type_one_side"] else 2, ntypes,
+                                                "model/descriptor/embeddings", False)}
+    return cfg, params
+
+
+# ------------------------------------------------------------------------------------------- math
 
 def sections(cfg) -> list[int]:
     sec = [0]

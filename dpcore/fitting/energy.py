@@ -1,4 +1,4 @@
-"""Energy fitting network (SPEC 5): per-type fitting nets on the descriptor (+ fparam, aparam, case embedding).
+"""Energy fitting network ("ener", SPEC 5): per-type fitting nets on the descriptor (+ fparam, aparam, case embedding).
 
 Parameters: ``{"nets": {"<t>": net}, "bias_atom_e": (ntypes, 1) float64,
 "fparam_avg"/"fparam_inv_std": (numb_fparam,), "aparam_avg"/"aparam_inv_std": (numb_aparam,),
@@ -12,6 +12,147 @@ from __future__ import annotations
 from ..by_type import apply_by_type, vjp_by_type
 from ..network import net_forward, net_vjp
 from ..xp import namespace
+
+TYPE = "ener"
+ALIASES = ()
+_STAT_KEYS = ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std", "case_embd")
+
+
+# ------------------------------------------------------------------------------------------- definition
+def args() -> list:
+    """dargs arguments of the ``model.fitting_net`` section (DeePMD-kit 3.2 defaults and aliases)."""
+    from typing import Optional
+
+    from dargs import Argument
+
+    def opt(*a, **k):
+        return Argument(*a, optional=True, **k)
+
+    return [
+        opt("numb_fparam", int, default=0),
+        opt("numb_aparam", int, default=0),
+        opt("default_fparam", [list[float], None], default=None),
+        opt("dim_case_embd", int, default=0),
+        opt("neuron", list[int], default=[120, 120, 120], alias=["n_neuron"]),
+        opt("activation_function", str, default="tanh"),
+        opt("precision", str, default="default"),
+        opt("resnet_dt", bool, default=True),
+        opt("trainable", [list[bool], bool], default=True),
+        opt("rcond", [float, None], default=None),
+        opt("seed", [int, None], default=None),
+        opt("atom_ener", list[Optional[float]], default=[]),
+        opt("layer_name", list),
+        opt("use_aparam_as_mask", bool, default=False),
+    ]
+
+
+def check(cfg: dict, type_map: list, loc: str = "model/fitting_net") -> None:
+    """Rules of a normalised section that its types cannot express (ConfigError naming the key)."""
+    from ..config.errors import check_act_prec, need
+
+    nt = len(type_map)
+    check_act_prec(cfg, loc)
+    for k in ("numb_fparam", "numb_aparam", "dim_case_embd"):
+        need(cfg[k] >= 0, f"{loc}/{k}", f"must be >= 0, got {cfg[k]}")
+    if cfg["default_fparam"] is not None:
+        need(len(cfg["default_fparam"]) == cfg["numb_fparam"], f"{loc}/default_fparam",
+             f"has {len(cfg['default_fparam'])} values; expected numb_fparam = {cfg['numb_fparam']}")
+    if isinstance(cfg["trainable"], list):
+        need(len(cfg["trainable"]) == len(cfg["neuron"]) + 1, f"{loc}/trainable",
+             f"a list needs len(neuron)+1 = {len(cfg['neuron']) + 1} entries, got {len(cfg['trainable'])}")
+    need(len(cfg["atom_ener"]) <= nt, f"{loc}/atom_ener",
+         f"has {len(cfg['atom_ener'])} entries; at most one per type ({nt})")
+    need("layer_name" not in cfg, f"{loc}/layer_name",
+         "shared fitting layers are a TensorFlow-only DeePMD-kit option; dpcore does not implement it")
+
+
+def in_dim(cfg: dict, dim_descrpt: int) -> int:
+    """Input width of the fitting nets: descriptor + fparam + aparam (unless a mask) + case embedding."""
+    return (dim_descrpt + cfg["numb_fparam"] + (0 if cfg.get("use_aparam_as_mask") else cfg["numb_aparam"])
+            + cfg.get("dim_case_embd", 0))
+
+
+def init_params(cfg: dict, ntypes: int, dim_descrpt: int, seed=None) -> dict:
+    """Fresh parameters (NumPy): nets from ``child_rng(seed, 1, t)``, zero bias, identity normalisation."""
+    import numpy as np
+
+    from ..network import child_rng, init_net
+    from ..precision import precision_name
+
+    fdt = precision_name(cfg["precision"])
+    width = in_dim(cfg, dim_descrpt)
+    nets = {str(t): init_net(child_rng(seed, 1, t), width, cfg["neuron"], 1, cfg["resnet_dt"], fdt)
+            for t in range(ntypes)}
+    params = {"nets": nets, "bias_atom_e": np.zeros((ntypes, 1))}
+    for kind in ("fparam", "aparam"):
+        n = cfg[f"numb_{kind}"]
+        if n > 0:
+            params[f"{kind}_avg"] = np.zeros(n, dtype=fdt)
+            params[f"{kind}_inv_std"] = np.ones(n, dtype=fdt)
+    if cfg.get("dim_case_embd", 0) > 0:
+        params["case_embd"] = np.zeros(cfg["dim_case_embd"], dtype=fdt)
+    return params
+
+
+def trainable_mask(cfg: dict, params: dict) -> dict:
+    """Fitting layer ``i`` follows ``trainable`` (a bool, or one bool per layer: ``len(neuron) + 1``);
+    the bias and the fparam/aparam statistics are never trained."""
+    tr = cfg.get("trainable", True)
+    nlayers = len(cfg["neuron"]) + 1
+    if isinstance(tr, bool):
+        tr = [tr] * nlayers
+    if len(tr) != nlayers:
+        raise ValueError(f"model/fitting_net/trainable: {len(tr)} flags; expected one per layer ({nlayers})")
+    mask = {k: False for k in params if k != "nets"}
+    mask["nets"] = {t: {i: {n: bool(tr[int(i)]) for n in layer} for i, layer in net.items()}
+                    for t, net in params["nets"].items()}
+    return mask
+
+
+def serialize(cfg: dict, params: dict, type_map: list, dim_descrpt: int, atom_exclude_types) -> dict:
+    """DeePMD-kit's serialized ``ener`` fitting dict (``@version`` 4, SPEC 13.4)."""
+    from ..network_dict import collection_to_dict
+
+    ntypes = len(type_map)
+    trainable = cfg.get("trainable", True)
+    return {"@class": "Fitting", "type": "ener", "@version": 4, "var_name": "energy", "dim_out": 1, "ntypes": ntypes,
+            "dim_descrpt": dim_descrpt, "mixed_types": False, "exclude_types": list(atom_exclude_types),
+            "type_map": list(type_map), "atom_ener": list(cfg["atom_ener"]) if cfg.get("atom_ener") else None,
+            "tot_ener_zero": False, "layer_name": None, "spin": None,
+            "trainable": trainable if isinstance(trainable, list) else [bool(trainable)] * (len(cfg["neuron"]) + 1),
+            **{k: cfg.get(k) for k in ("neuron", "resnet_dt", "numb_fparam", "numb_aparam", "dim_case_embd",
+                                       "default_fparam", "rcond", "activation_function", "precision",
+                                       "use_aparam_as_mask")},
+            "nets": collection_to_dict(params["nets"], 1, ntypes, "fitting_network", cfg, in_dim(cfg, dim_descrpt)),
+            "@variables": {"bias_atom_e": params["bias_atom_e"],
+                          **{k: params.get(k) for k in ("case_embd", *_STAT_KEYS[:4])}}}
+
+
+def deserialize(d: dict, ntypes: int) -> tuple[dict, dict]:
+    """``(cfg, params)`` of a serialized ``ener`` fitting dict (``@version`` 1-4; per-type nets only)."""
+    import numpy as np
+
+    from ..network_dict import check_class, collection_from_dict
+
+    check_class(d, "Fitting", (1, 2, 3, 4), "model/fitting")
+    if d.get("type") != "ener" or d.get("mixed_types") or d.get("dim_out", 1) != 1:
+        raise NotImplementedError(f"fitting type {d.get('type')!r} (mixed_types={d.get('mixed_types')}) is not "
+                                  "supported (supported: 'ener' per-type fitting)")
+    cfg = {k: d.get(k, dflt) for k, dflt in (("numb_fparam", 0), ("numb_aparam", 0), ("default_fparam", None),
+                                             ("dim_case_embd", 0), ("neuron", None), ("activation_function", "tanh"),
+                                             ("precision", "default"), ("resnet_dt", True), ("trainable", True),
+                                             ("rcond", None), ("use_aparam_as_mask", False))}
+    cfg.update(type="ener", atom_ener=list(d.get("atom_ener") or []), seed=None)
+    v = d["@variables"]
+    params = {"nets": collection_from_dict(d["nets"], 1, ntypes, "model/fitting/nets", True),
+              "bias_atom_e": np.asarray(v["bias_atom_e"], dtype=np.float64).reshape(ntypes, -1)}
+    for key in _STAT_KEYS:
+        if v.get(key) is not None:
+            params[key] = np.ravel(np.asarray(v[key]))
+    return cfg, params
+
+
+# ------------------------------------------------------------------------------------------- math
 
 
 def vacuum_types(cfg, ntypes: int) -> list[bool]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..by_type import blocks_for
+from ..descriptor import get_descriptor
 from ..nlist import build_neighbor_list
 from ..pairs import pair_inputs
 
@@ -78,7 +79,7 @@ def prepare(model, coord, atype, box=None, fparam=None, aparam=None):
         coord, atype = coord[:, perm], atype[:, perm]
         aparam = None if aparam is None else aparam[:, perm]
     blocks = blocks_for(atype[0]) if perm is not None else None
-    nl = build_neighbor_list(coord, atype, box, d["rcut"], d["sel"], cfg.get("pair_exclude_types", ()))
+    nl = build_neighbor_list(coord, atype, box, d["rcut"], get_descriptor(d["type"]).nlist_sel(d), cfg.get("pair_exclude_types", ()))
     inputs = pair_inputs(nl, atype, ntypes, d.get("exclude_types", ()), cfg.get("atom_exclude_types", ()))
     inputs["coord"] = coord
     inputs["box"] = None if box is None else box.reshape(-1, 3, 3)

@@ -10,7 +10,7 @@ namespace (that of ``model_out["energy"]``); ``lr`` is the current learning rate
 and ``start_lr`` the schedule's ``start_lr``.  ``label_requirements`` lists the labels the active terms
 read; ``display_keys`` the lcurve columns (sorted, no ``l2_`` keys).
 
-Backend restrictions are data in the adapters (``BACKEND_CLASS.capabilities``): ``use_default_pf``
+Backend restrictions are data in the backend registry (``dpcore.backends.info(name).capabilities``): ``use_default_pf``
 raises NotImplementedError at construction on TensorFlow and Paddle.  Every other option behaves the
 same on every backend; a loss term is active when its start OR limit prefactor is non-zero.
 """

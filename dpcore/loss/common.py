@@ -12,26 +12,26 @@ decided in Python) or 0-d arrays (then :meth:`Loss.gate` uses ``where``), so the
 
 from __future__ import annotations
 
-import importlib
 import numbers
 
-from ..train.lr import prefactor
 from ..xp import device_of, namespace
 
 NAN = float("nan")
 
 
-def backend_class(backend: str):
-    """The adapter class of ``backend`` (imports the adapter module and so its framework; not instantiated)."""
-    from ..backends import canonical_name
+def backend_info(backend: str):
+    """The static facts of ``backend`` (:class:`dpcore.backends.registry.BackendInfo`; imports no framework)."""
+    from ..backends.registry import info
 
-    return importlib.import_module(f"dpcore.backends.{canonical_name(backend)}").BACKEND_CLASS
+    return info(backend)
 
 
-def backend_display_name(cls) -> str:
-    """``TensorFlowBackend`` -> ``TensorFlow`` (or the adapter's ``display_name`` if it declares one)."""
-    name = getattr(cls, "display_name", None)
-    return name if name else cls.__name__.removesuffix("Backend")
+def prefactor(start, limit, lr, start_lr):
+    """Loss prefactor at learning rate ``lr`` (SPEC 8.1): ``limit + (start - limit) * lr / start_lr``.
+
+    ``lr`` may be a Python float or a 0-d array (the result is then an array of its namespace).
+    """
+    return limit + (start - limit) * (lr / start_lr)
 
 
 def huber(x, delta: float):
@@ -108,8 +108,8 @@ class Loss:
             raise ValueError(f"loss: start_lr (learning_rate/start_lr) must be > 0, got {start_lr}")
         self.start_lr = float(start_lr)
         self.backend = backend
-        self._backend_cls = backend_class(backend)
-        self.capabilities = dict(getattr(self._backend_cls, "capabilities", {}))
+        self._backend_info = backend_info(backend)
+        self.capabilities = dict(self._backend_info.capabilities)
         for k, v in self.config.items():
             if "_pref_" in k and not (isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0):
                 raise ValueError(f"loss/{k}: must be a number >= 0, got {v!r}")
@@ -125,7 +125,7 @@ class Loss:
     def _backend_refuses(self, option: str, value: str = "True") -> None:
         if not self.capabilities.get(option, True):
             raise NotImplementedError(
-                f"{backend_display_name(self._backend_cls)} backend does not support {option}={value}.")
+                f"{self._backend_info.display_name} backend does not support {option}={value}.")
 
     # -- call protocol ---------------------------------------------------------------------------------------
     def prefactors(self, lr) -> dict:

@@ -1,4 +1,4 @@
-"""The se_e2_a energy model as pure functions (SPEC 6): atomic energies, energy, forces, virials.
+"""The energy model as pure functions (SPEC 6): atomic energies, energy, forces, virials.
 
 ``cfg`` is the normalised ``model`` section of input.json; ``params`` the
 nested dict ``{"descriptor": ..., "fitting": ..., "out_bias": (ntypes,) float64}``.
@@ -18,8 +18,8 @@ the configured precision (SPEC 6.6).
 
 from __future__ import annotations
 
-from ..descriptor import se_e2_a
-from ..fitting import energy as fitting
+from ..descriptor import get_descriptor
+from ..fitting import get_fitting
 from ..pairs import pair_vectors
 from ..precision import dtype_of
 from ..xp import device_of, namespace, scatter_to_atoms
@@ -33,11 +33,11 @@ def atomic_energy(cfg, params, rij, inputs, blocks=None):
     xp = namespace(rij)
     dcfg, fcfg = cfg["descriptor"], cfg["fitting_net"]
     ddt, fdt = dtype_of(xp, dcfg["precision"]), dtype_of(xp, fcfg["precision"])
-    D, dcache = se_e2_a.forward(dcfg, params["descriptor"], xp.astype(rij, ddt), inputs, blocks)
+    D, dcache = get_descriptor(dcfg["type"]).forward(dcfg, params["descriptor"], xp.astype(rij, ddt), inputs, blocks)
     fparam = inputs.get("fparam")
     if fparam is None and fcfg.get("numb_fparam", 0) > 0 and fcfg.get("default_fparam") is not None:
         fparam = xp.broadcast_to(xp.asarray(fcfg["default_fparam"], dtype=fdt, device=device_of(xp, rij)), (rij.shape[0], fcfg["numb_fparam"]))
-    e, fcache = fitting.forward(fcfg, params["fitting"], xp.astype(D, fdt), inputs["centre_type"],
+    e, fcache = get_fitting(fcfg.get("type", "ener")).forward(fcfg, params["fitting"], xp.astype(D, fdt), inputs["centre_type"],
                                 fparam, inputs.get("aparam"), blocks)
     e = xp.astype(e[..., 0], xp.float64)
     out_bias = xp.take(params["out_bias"], xp.reshape(inputs["centre_type"], (-1,)), axis=0)
@@ -51,8 +51,9 @@ def atomic_energy_vjp(cfg, params, cache, blocks=None):
     dcache, fcache, maskf, ddt, fdt = cache
     xp = namespace(maskf)
     ge = xp.astype(maskf, fdt)[..., None]
-    gD = fitting.vjp(cfg["fitting_net"], params["fitting"], ge, fcache, blocks)
-    g = se_e2_a.vjp(cfg["descriptor"], params["descriptor"], xp.astype(gD, ddt), dcache, blocks)
+    dcfg, fcfg = cfg["descriptor"], cfg["fitting_net"]
+    gD = get_fitting(fcfg.get("type", "ener")).vjp(fcfg, params["fitting"], ge, fcache, blocks)
+    g = get_descriptor(dcfg["type"]).vjp(dcfg, params["descriptor"], xp.astype(gD, ddt), dcache, blocks)
     return xp.astype(g, xp.float64)
 
 

@@ -110,33 +110,4 @@ class EnergyModel:
         return unpermute(out, perm)
 
 
-def model_from_config(model_config: dict, seed=None):
-    """A fresh model of the right type for an input.json ``model`` section (spin section -> SpinEnergyModel)."""
-    if isinstance(model_config, dict) and model_config.get("spin") is not None:
-        from .spin_model import SpinEnergyModel
-
-        return SpinEnergyModel.from_config(model_config, seed=seed)
-    return EnergyModel.from_config(model_config, seed=seed)
-
-
-def load(path):
-    """Load a DeePMD-kit serialized model file (``.dp`` or ``.yaml``): an :class:`EnergyModel`, or a
-    :class:`~dpcore.model.spin_model.SpinEnergyModel` for ``type: "spin_ener"``."""
-    from ..io import read_model_file
-
-    envelope = read_model_file(path)
-    model = envelope.get("model")
-    if not isinstance(model, dict):
-        raise ValueError(f"{path}: no 'model' dict in the file; is this a DeePMD-kit serialized model?")
-    mtype = model.get("type", "standard")
-    if mtype == "spin_ener":
-        from .spin_model import SpinEnergyModel
-
-        return SpinEnergyModel.from_dict(model, envelope.get("model_def_script"))
-    if mtype != "standard":
-        raise NotImplementedError(f"{path}: model type {mtype!r} is not supported by dpcore (supported: 'standard' "
-                                  "energy models and 'spin_ener' spin models)")
-    return EnergyModel.from_dict(model, envelope.get("model_def_script"))
-
-
-__all__ = ["EnergyModel", "load", "energy"]
+__all__ = ["EnergyModel"]

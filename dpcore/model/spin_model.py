@@ -1,23 +1,8 @@
 """``SpinEnergyModel``: the "deepspin" virtual-atom spin model (SPEC 7.1, 13.6) around a 2n-type backbone.
 
-Host side (NumPy): the ``model.spin`` section forms, the backbone construction, (de)serialisation, and
-the preparation of the 2·nloc-atom neighbour list.  The math is :mod:`dpcore.model.spin`.
-
-``model.spin`` forms (SPEC 7.1, 11.4):
-
-* ``use_spin``: per-type bools (one per ``type_map`` entry), or magnetic type indices, or element symbols;
-* ``virtual_scale`` (Å/μB): a float (all types), one float per type, or one per magnetic type (in type
-  order); a JSON integer is refused as in DeePMD-kit ("Invalid virtual scale type"); magnetic types need
-  ``virtual_scale > 0``;
-* the TensorFlow form ``spin_norm`` + ``virtual_len`` (one per magnetic type) is converted,
-  ``virtual_scale = virtual_len / spin_norm``, and, as in DeePMD-kit's TensorFlow model, the magnetic
-  types must come first in ``type_map``.
-
-Backbone (``get_spin_model`` of DeePMD-kit): type_map + ``"<name>_spin"`` (2n types; type ``t + n`` is
-the virtual partner of ``t``, a *placeholder* when ``t`` is not magnetic); pair exclusions
-``(placeholder, any type)`` + the model's ``pair_exclude_types``, used both as the model-level
-``pair_exclude_types`` and as the descriptor ``exclude_types``; ``atom_exclude_types`` = all types ``>= n``
-+ the user's; se_e2_a ``sel + sel``; ``env_protection`` 0.01 when missing or 0.0 (the PyTorch rule).
+Host side (NumPy): (de)serialisation and the preparation of the 2·nloc-atom neighbour list; the ``model.spin``
+forms, the backbone construction and the virtual atoms are :mod:`dpcore.model.spin_settings`; the math is
+:mod:`dpcore.model.spin`.
 """
 
 from __future__ import annotations
@@ -25,132 +10,17 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import math
 import warnings
 from collections import OrderedDict
 
 import numpy as np
 
 from .energy_model import EnergyModel
+from .spin_settings import backbone_config, expand_virtual_scale, spin_settings, virtual_atoms, virtual_scale_mask
+
 
 class ZeroSpinWarning(UserWarning):
     """A magnetic atom has spin (0, 0, 0): its virtual atom coincides with it and the derivatives are NaN."""
-
-
-PROTECTION_DEFAULT = 0.01  # env_protection of a spin model whose input has none (or 0.0), as DeePMD-kit PyTorch
-
-
-# ------------------------------------------------------------------------------------------- the spin section
-def normalize_use_spin(use_spin, type_map) -> list[bool]:
-    """Per-type bools from any of the three ``use_spin`` forms (bools, type indices, element symbols)."""
-    n = len(type_map)
-    if not isinstance(use_spin, (list, tuple)):
-        raise ValueError(f"model/spin/use_spin: expected a list, got {use_spin!r}")
-    if all(isinstance(u, (bool, np.bool_)) for u in use_spin):
-        if len(use_spin) != n:
-            raise ValueError(f"model/spin/use_spin: expected {n} booleans (one per type in {list(type_map)}), "
-                             f"got {list(use_spin)}")
-        return [bool(u) for u in use_spin]
-    if all(isinstance(u, str) for u in use_spin):
-        unknown = [u for u in use_spin if u not in type_map]
-        if unknown:
-            raise ValueError(f"model/spin/use_spin: element(s) {unknown} absent from type_map {list(type_map)}")
-        use_spin = [list(type_map).index(u) for u in use_spin]
-    if all(isinstance(u, (int, np.integer)) and not isinstance(u, bool) for u in use_spin):
-        bad = [u for u in use_spin if not 0 <= u < n]
-        if bad:
-            raise ValueError(f"model/spin/use_spin: type indices {bad} outside 0..{n - 1} (type_map {list(type_map)})")
-        return [t in set(int(u) for u in use_spin) for t in range(n)]
-    raise ValueError(f"model/spin/use_spin: expected booleans, type indices or element symbols (one form), "
-                     f"got {list(use_spin)}")
-
-
-def expand_virtual_scale(virtual_scale, use_spin: list[bool]) -> list[float]:
-    """One virtual_scale per real type from a float, a per-type list or a per-magnetic-type list (SPEC 7.1)."""
-    n, nspin = len(use_spin), sum(use_spin)
-    if isinstance(virtual_scale, (list, tuple, np.ndarray)):
-        vs = [float(v) for v in virtual_scale]
-        if len(vs) == n:
-            out = vs
-        elif len(vs) == nspin:
-            it = iter(vs)
-            out = [next(it) if u else 0.0 for u in use_spin]
-        else:
-            raise ValueError(f"model/spin/virtual_scale: Invalid length of virtual_scale for spin atoms: expected "
-                             f"{n} (one per type) or {nspin} (one per magnetic type) but got {len(vs)}")
-    elif isinstance(virtual_scale, (float, np.floating)):
-        out = [float(virtual_scale)] * n
-    else:
-        hint = f" (write {float(virtual_scale)!r})" if isinstance(virtual_scale, int) and not isinstance(virtual_scale, bool) else ""
-        raise ValueError(f"model/spin/virtual_scale: Invalid virtual scale type: {type(virtual_scale).__name__} "
-                         f"{virtual_scale!r}; expected a float or a list of floats{hint}")
-    bad = [t for t, (u, v) in enumerate(zip(use_spin, out)) if u and not (math.isfinite(v) and v > 0)]
-    if bad:
-        raise ValueError(f"model/spin/virtual_scale: magnetic type(s) {bad} need a finite virtual_scale > 0 "
-                         f"(the virtual atom would sit on the real atom), got {out}")
-    return out
-
-
-def spin_settings(spin_cfg: dict, type_map) -> dict:
-    """``{"use_spin": [bool]*n, "virtual_scale": [float]*n}`` from a (normalised) ``model.spin`` section."""
-    use_spin = normalize_use_spin(spin_cfg["use_spin"], type_map)
-    if spin_cfg.get("scheme", "deepspin") != "deepspin":
-        raise ValueError(f"model/spin/scheme: only 'deepspin' is supported, got {spin_cfg.get('scheme')!r}")
-    if spin_cfg.get("allow_missing_label", False):
-        raise ValueError("model/spin/allow_missing_label: must be false for the deepspin scheme "
-                         "(a system without spin.npy cannot be used)")
-    vs = spin_cfg.get("virtual_scale")
-    if "spin_norm" in spin_cfg or "virtual_len" in spin_cfg:
-        nspin = sum(use_spin)
-        if use_spin != [True] * nspin + [False] * (len(use_spin) - nspin):
-            raise ValueError(f"model/spin/use_spin: the TensorFlow form (spin_norm, virtual_len) needs the magnetic "
-                             f"types first in type_map, as in DeePMD-kit's TensorFlow spin model; got use_spin "
-                             f"{use_spin} for type_map {list(type_map)}. Reorder type_map, or give virtual_scale "
-                             "instead of spin_norm/virtual_len")
-        sn, vl = spin_cfg.get("spin_norm"), spin_cfg.get("virtual_len")
-        if sn is None or vl is None or len(sn) != nspin or len(vl) != nspin:
-            raise ValueError(f"model/spin: the TensorFlow form needs spin_norm and virtual_len with one value per "
-                             f"magnetic type ({nspin}), got spin_norm {sn}, virtual_len {vl}")
-        conv = [float(a) / float(b) for a, b in zip(vl, sn)]
-        if vs is not None and not (isinstance(vs, list) and len(vs) == nspin
-                                   and all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(vs, conv))):
-            raise ValueError(f"model/spin/virtual_scale: {vs} contradicts virtual_len / spin_norm = {conv}; give one form")
-        vs = conv
-    if vs is None:
-        raise ValueError("model/spin/virtual_scale: required for the deepspin model "
-                         "(or give the TensorFlow form spin_norm + virtual_len)")
-    return {"use_spin": use_spin, "virtual_scale": expand_virtual_scale(vs, use_spin)}
-
-
-def backbone_config(model_cfg: dict, use_spin: list[bool]) -> dict:
-    """The 2n-type backbone ``model`` section (SPEC 7.1 construction steps 1-5) of a normalised spin model
-    section (``sel`` already a list); the ``spin`` key is dropped."""
-    cfg = copy.deepcopy(model_cfg)
-    cfg.pop("spin", None)
-    type_map = list(cfg["type_map"])
-    n = len(type_map)
-    d = cfg["descriptor"]
-    if isinstance(d["sel"], str):
-        raise ValueError(f"model/descriptor/sel is {d['sel']!r}: it is resolved from the training data by `dpcore "
-                         "train` (see `dpcore neighbor-stat`); give one integer per type to build a model directly")
-    if d.get("exclude_types"):
-        raise ValueError(f"model/descriptor/exclude_types {d['exclude_types']}: a spin model takes its pair "
-                         "exclusions from model/pair_exclude_types (DeePMD-kit replaces the descriptor's own list "
-                         "by it, silently); move them there")
-    placeholder = [t + n for t in range(n) if not use_spin[t]]
-    pairs = [[p, q] for p in placeholder for q in range(2 * n)]
-    pairs += [[int(a), int(b)] for a, b in cfg.get("pair_exclude_types") or []]
-    cfg["type_map"] = type_map + [name + "_spin" for name in type_map]
-    cfg["pair_exclude_types"] = copy.deepcopy(pairs)
-    d["exclude_types"] = copy.deepcopy(pairs)
-    cfg["atom_exclude_types"] = sorted(set(range(n, 2 * n)) | {int(t) for t in cfg.get("atom_exclude_types") or []})
-    if not d.get("env_protection"):
-        d["env_protection"] = PROTECTION_DEFAULT
-    d["sel"] = list(d["sel"]) + list(d["sel"])  # se_e2_a: one block per backbone type
-    pob = cfg.get("preset_out_bias")
-    if pob:
-        cfg["preset_out_bias"] = {k: list(v) + [None] * n for k, v in pob.items()}
-    return cfg
 
 
 # ------------------------------------------------------------------------------------------- host-side inputs
@@ -176,6 +46,7 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
     2·nloc atoms and the permutation applied to the real atoms (None if not reordered).
     """
     from ..by_type import blocks_for
+    from ..descriptor import get_descriptor
     from ..infer.inputs import check_inputs
     from ..nlist import build_neighbor_list
     from ..pairs import pair_inputs
@@ -191,17 +62,14 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
         perm = np.argsort(atype[0], kind="stable")
         coord, atype, spin = coord[:, perm], atype[:, perm], spin[:, perm]
         aparam = None if aparam is None else aparam[:, perm]
-    real = atype >= 0
-    vs = np.where(real, model.virtual_scale_mask[np.where(real, atype, 0)], 0.0)
+    coord2, atype2, vs = virtual_atoms(coord, atype, spin, model.virtual_scale_mask)
     zero = (vs > 0) & np.all(spin == 0.0, axis=-1)
     if np.any(zero):
         warnings.warn(f"spin model: {int(zero.sum())} magnetic atom(s) with zero spin; the virtual atom sits on its "
                       "real atom (distance 0), so force, force_mag and virial are NaN (the energy is defined; "
                       "DeePMD-kit behaves the same)", ZeroSpinWarning, stacklevel=3)
-    atype2 = np.concatenate([atype, np.where(real, atype + n, -1)], axis=1)
-    coord2 = np.concatenate([coord, coord + vs[..., None] * spin], axis=1)
     blocks = blocks_for(atype2[0]) if perm is not None else None
-    nl = build_neighbor_list(coord2, atype2, box, d["rcut"], d["sel"], cfg.get("pair_exclude_types", ()))
+    nl = build_neighbor_list(coord2, atype2, box, d["rcut"], get_descriptor(d["type"]).nlist_sel(d), cfg.get("pair_exclude_types", ()))
     inputs = pair_inputs(nl, atype2, 2 * n, d.get("exclude_types", ()), cfg.get("atom_exclude_types", ()))
     inputs.update(coord=coord, spin=np.ascontiguousarray(spin), virtual_scale=vs,
                   box=None if box is None else box.reshape(-1, 3, 3))
@@ -212,10 +80,9 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
     return inputs, blocks, perm
 
 
-# Backends whose adapter compiles its energy-model forward (backends/jax.py: eager JAX is ~10 s per call on a
-# 24-atom spin system, jit 5 s once then 10 ms); the spin forward makes the same choice.  TensorFlow's adapter
-# does not compile (eager 0.2 s, tf.function tracing 10 s per input shape), so neither does this.
-JIT_FORWARD = ("jax",)
+# The spin forward is compiled where the backend registry says model forwards are (``info.jit_forward``: jax,
+# where eager JAX is ~10 s per call on a 24-atom spin system, jit 5 s once then 10 ms; TensorFlow is eager:
+# 0.2 s, against tf.function tracing 10 s per input shape).
 _MAX_COMPILED = 8
 _compiled: OrderedDict = OrderedDict()
 
@@ -225,10 +92,10 @@ def model_forward(backend, cfg, params, inputs, blocks=None, *, atomic_virial: b
     """Spin-model outputs on ``backend`` (an adapter object): the core's analytic derivatives
     (``force_mode="analytic"``, every backend) or the backend's autodiff (``"autodiff"``);
     ``create_graph`` keeps the autodiff graph (to differentiate a force loss again).
-    Compiled with ``backend.jit`` on the backends of :data:`JIT_FORWARD` (config, blocks, modes static)."""
+    Compiled with ``backend.jit`` where ``backend.info.jit_forward`` (config, blocks, modes static)."""
     if force_mode not in ("analytic", "autodiff"):
         raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
-    if backend.name not in JIT_FORWARD:
+    if not (backend.info is not None and backend.info.jit_forward):
         return _forward(backend, cfg, params, inputs, blocks, atomic_virial, force_mode, create_graph)
     key = (backend.name, str(backend.device), json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial,
            force_mode, create_graph)
@@ -333,7 +200,7 @@ class SpinEnergyModel:
     @property
     def virtual_scale_mask(self) -> np.ndarray:
         """(n,) float64: virtual_scale of magnetic types, 0 for the others."""
-        return np.asarray(self.spin["virtual_scale"], dtype=np.float64) * np.asarray(self.spin["use_spin"], dtype=np.float64)
+        return virtual_scale_mask(self.spin)
 
     # -- serialisation ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -394,5 +261,4 @@ class SpinEnergyModel:
         return unpermute(out, perm)
 
 
-__all__ = ["SpinEnergyModel", "backbone_config", "spin_settings", "normalize_use_spin", "expand_virtual_scale",
-           "prepare", "model_forward"]
+__all__ = ["SpinEnergyModel", "ZeroSpinWarning", "prepare", "model_forward"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..descriptor import get_descriptor
 from ..env_mat import env_mat
 from ..nlist import build_neighbor_list, neighbor_stat
 from ..pairs import pair_inputs, pair_vectors
@@ -31,7 +32,7 @@ def raw_env_mat(model_cfg: dict, coord, atype, box) -> tuple[np.ndarray, np.ndar
     d = model_cfg["descriptor"]
     ntypes = len(model_cfg["type_map"])
     atype = np.asarray(atype)
-    nl = build_neighbor_list(coord, atype, box, d["rcut"], d["sel"], model_cfg.get("pair_exclude_types", ()))
+    nl = build_neighbor_list(coord, atype, box, d["rcut"], get_descriptor(d["type"]).nlist_sel(d), model_cfg.get("pair_exclude_types", ()))
     pairs = pair_inputs(nl, atype, ntypes, d.get("exclude_types", ()))
     b = None if box is None else np.asarray(box, dtype=np.float64).reshape(-1, 3, 3)
     rij = pair_vectors(np.asarray(coord, dtype=np.float64), b, pairs)

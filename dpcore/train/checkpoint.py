@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_checkpoint", "resolve_checkpoint",
-           "model_from_checkpoint", "model_from_state", "POINTER", "FORMAT_VERSION"]
+           "model_from_checkpoint", "POINTER", "FORMAT_VERSION"]
 
 POINTER = "checkpoint"
 FORMAT_VERSION = 1
@@ -178,23 +178,6 @@ def _is_pointer(p: Path) -> bool:
     return bool(text) and "\n" not in text and text.endswith(".npz")
 
 
-def model_from_state(model_cfg: dict, params: dict):
-    """The model of a checkpoint's ``model`` section and parameters: an
-    :class:`~dpcore.model.energy_model.EnergyModel`, or a
-    :class:`~dpcore.model.spin_model.SpinEnergyModel` (parameters of its backbone) when the section has ``spin``."""
-    from ..model.energy_model import EnergyModel
-
-    if model_cfg.get("spin") is None:
-        return EnergyModel(model_cfg, params)
-    from ..config import normalize_model
-    from ..model.spin_model import SpinEnergyModel, backbone_config, spin_settings
-
-    cfg = normalize_model(model_cfg)
-    settings = spin_settings(cfg["spin"], cfg["type_map"])
-    return SpinEnergyModel(EnergyModel(backbone_config(cfg, settings["use_spin"]), params), settings,
-                           model_def_script=model_cfg)
-
-
 def model_from_checkpoint(path):
     """The model stored in a checkpoint (parameters and statistics as at that step): an
     :class:`~dpcore.model.energy_model.EnergyModel` or, for a ``model.spin`` section, a spin model."""
@@ -203,4 +186,6 @@ def model_from_checkpoint(path):
         cfg, params = state["config"]["model"], state["params"]
     except KeyError as e:
         raise ValueError(f"{state['path']}: checkpoint holds no model ({e} missing)") from None
+    from ..model.factory import model_from_state
+
     return model_from_state(cfg, params)

@@ -29,343 +29,25 @@ and at the end hold everything needed to continue exactly, on any backend.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import logging
-import math
-import os
 import time
-from collections import OrderedDict
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from . import lcurve
-from ..by_type import blocks_for
-from .checkpoint import load_checkpoint, model_from_checkpoint, write_checkpoint
-from .optim import adam_init, adam_update, clip_by_global_norm
-from ..pairs import pair_inputs
+from .batch import batch_inputs, spin_batch_inputs, split_labels
+from .checkpoint import load_checkpoint, write_checkpoint
+from .optim import adam_init
+from .params import leaves, merge_params, split_params, trainable_mask
+from .setup import (build_model_and_stats, check_training_section, is_spin, load_init_model, nlist_maker,
+                    resolve_sel, steps_from_config)
+from .step import StepCache, make_eval, make_step, step_context
 
 log = logging.getLogger("dpcore.train")
 
-__all__ = ["train", "Trainer", "build_model_and_stats", "make_step", "make_eval", "trainable_mask", "split_params",
-           "merge_params", "batch_inputs", "spin_batch_inputs", "spin_stat_samples", "resolve_sel", "TRAIN_BACKENDS"]
-
-TRAIN_BACKENDS = ("torch", "jax", "tensorflow", "paddle")
-# training keys dpcore accepts but does not implement: (default, error if changed?)
-_UNSUPPORTED = {"enable_ema": (False, True), "acc_freq": (1, True), "mixed_precision": (None, True),
-                "change_bias_after_training": (False, True), "zero_stage": (0, True),
-                "tensorboard": (False, False), "profiling": (False, False), "enable_profiler": (False, False),
-                "enable_compile": (False, False), "enable_tf32": (False, False),
-                "ckpt_keep_ratio": (None, False)}
-# extra arguments of ``backend.jit`` for the training/validation steps, measured on the water example
-# (192 atoms, float64, 2 CPU cores): TensorFlow's tf.function with XLA (jit_compile) 0.17 s/step against
-# 0.29 s in plain graph mode; JAX's jax.jit needs none; torch and paddle run eagerly (identity jit; torch
-# compiles when DPCORE_TORCH_COMPILE=1, see backends/torch.py).
-JIT_OPTIONS = {"tensorflow": {"jit_compile": True}}
-# the training step's parameters and Adam state are replaced by its outputs: let XLA reuse their buffers
-STEP_JIT_OPTIONS = {"jax": {"donate_argnums": (0, 1)}}
-_LABEL_KEYS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff", "drdq", "force_mag")
-
-
-# ------------------------------------------------------------------------------------------ model set-up
-def resolve_sel(cfg: dict, systems) -> dict:
-    """Copy of ``cfg`` with ``model.descriptor.sel: "auto[:f]"`` replaced by per-type counts from the
-    training data (``4 * ceil(int(max_nbor * f) / 4)``, SPEC 11.2)."""
-    from ..stat.descriptor import auto_sel, data_neighbor_stat, parse_auto_sel
-
-    d = cfg["model"]["descriptor"]
-    factor = parse_auto_sel(d["sel"])
-    if factor is None:
-        return cfg
-    cfg = copy.deepcopy(cfg)
-    ntypes = len(cfg["model"]["type_map"])
-    min_dist, max_nbor = data_neighbor_stat(systems, d["rcut"], ntypes)
-    cfg["model"]["descriptor"]["sel"] = auto_sel(max_nbor, factor)
-    log.info("sel %r from the training data: max neighbours %s within rcut %g -> sel %s (min pair distance %.4f)",
-             d["sel"], max_nbor.tolist(), d["rcut"], cfg["model"]["descriptor"]["sel"], min_dist)
-    return cfg
-
-
-def nlist_maker(model_cfg: dict):
-    """``make_nlist(coord, atype, box)`` for the data's neighbour-list cache (model rcut, sel, exclusions)."""
-    from ..nlist import build_neighbor_list
-
-    d = model_cfg["descriptor"]
-    return functools.partial(build_neighbor_list, rcut=d["rcut"], sel=list(d["sel"]),
-                             pair_exclude_types=model_cfg.get("pair_exclude_types", ()))
-
-
-def _check_same_structure(params: dict, reference: dict, where: str, path: str = "") -> None:
-    if isinstance(reference, dict):
-        if not isinstance(params, dict) or set(params) != set(reference):
-            got = sorted(params) if isinstance(params, dict) else type(params).__name__
-            raise ValueError(f"{where}: parameters at {path or '/'} have keys {got}, "
-                             f"the input's model has {sorted(reference)}")
-        for k in reference:
-            _check_same_structure(params[k], reference[k], where, f"{path}/{k}")
-    elif np.shape(params) != np.shape(reference):
-        raise ValueError(f"{where}: parameter {path} has shape {np.shape(params)}, the input's model needs "
-                         f"{np.shape(reference)} (different sel/neuron/type_map?)")
-
-
-def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None = None):
-    """The model to train: fresh parameters (seeded by ``training.seed``) with data statistics, or
-    ``init_params`` (``--init-model``: parameters and statistics kept).
-
-    Statistics on ``train_sampler.stat_batches(model.data_stat_nbatch)`` (SPEC 2.4, 5.3, 5.4):
-    descriptor ``davg``/``dstd`` (cast to the descriptor precision; read from / stored in
-    ``training.stat_file`` when given), fparam/aparam average and inverse std, and the energy
-    ``out_bias`` (least squares on per-type atom counts).  A spin model's descriptor statistics and
-    bias are those of its 2n-type backbone on the frames with virtual atoms (:func:`spin_stat_samples`).
-    """
-    from ..stat.labels import energy_bias, fparam_aparam_stats
-    from ..model.energy_model import model_from_config
-    from ..stat.descriptor import descriptor_stats
-
-    model = model_from_config(cfg["model"], seed=cfg["training"].get("seed"))
-    if init_params is not None:
-        _check_same_structure(init_params, model.params, "init-model")
-        model.set_params(copy.deepcopy(init_params))
-        return model
-    mcfg, params = model.config, model.params  # the backbone's for a spin model
-    t0 = time.perf_counter()
-    samples = train_sampler.stat_batches(mcfg["data_stat_nbatch"])
-    backbone_samples = spin_stat_samples(model, samples) if _is_spin(model) else samples
-    davg, dstd = descriptor_stats(mcfg, backbone_samples, stat_file=cfg["training"].get("stat_file"))
-    ddt = params["descriptor"]["davg"].dtype
-    params["descriptor"]["davg"], params["descriptor"]["dstd"] = davg.astype(ddt), dstd.astype(ddt)
-    fit = mcfg["fitting_net"]
-    fstats = fparam_aparam_stats(samples, fit["numb_fparam"], fit["numb_aparam"], mcfg["data_stat_protect"],
-                                 fit.get("default_fparam"))
-    for k, v in fstats.items():
-        params["fitting"][k] = v.astype(params["fitting"][k].dtype)
-    ntypes = len(mcfg["type_map"])
-    if any(s.get("find_energy", 0.0) > 0 or s.get("find_atom_ener", 0.0) > 0 for s in samples):
-        bias = energy_bias(backbone_samples, ntypes, mcfg.get("atom_exclude_types", ()), mcfg.get("preset_out_bias"))
-        params["out_bias"] = bias["out_bias"].reshape(ntypes)
-        log.info("energy bias per type %s eV (fit residual %.3g eV/atom)", np.round(params["out_bias"], 6).tolist(),
-                 float(bias["rmse_per_atom"]))
-    else:
-        log.warning("no energy labels in the statistics frames: out_bias left at 0")
-    log.info("statistics from %d frames in %.2f s", sum(s["coord"].shape[0] for s in samples), time.perf_counter() - t0)
-    model.set_params(params)
-    return model
-
-
-def _is_spin(model) -> bool:
-    return getattr(model, "model_type", "standard") == "spin_ener"
-
-
-def spin_stat_samples(model, samples: list) -> list:
-    """Statistics frames of a spin model as its backbone sees them (DeePMD-kit's ``spin_sampled_func``):
-    ``coord' = [r | r + vs * s]``, ``atype' = [t | t + n]``, ``natoms' = [2 nloc, 2 nloc, counts, counts]``
-    (the virtual types are excluded atoms of the backbone, so the energy bias ignores their columns)."""
-    n, vsm = model.ntypes, model.virtual_scale_mask
-    out = []
-    for s in samples:
-        atype, coord, spin = s["atype"], s["coord"], s["spin"]
-        vs = np.where(atype >= 0, vsm[np.where(atype >= 0, atype, 0)], 0.0)
-        natoms = np.asarray(s["natoms"])
-        out.append({**s, "coord": np.concatenate([coord, coord + vs[..., None] * spin], axis=1),
-                    "atype": np.concatenate([atype, np.where(atype >= 0, atype + n, -1)], axis=1),
-                    "natoms": np.concatenate([2 * natoms[:, :2], natoms[:, 2:], natoms[:, 2:]], axis=1)})
-    return out
-
-
-def trainable_mask(model_cfg: dict, params: dict) -> dict:
-    """Tree of bools over ``params``: True for network weights/biases/idt whose ``trainable`` flag is set.
-
-    ``descriptor.trainable`` (bool) covers every embedding net; ``fitting_net.trainable`` is a bool or
-    one bool per fitting layer (``len(neuron) + 1``).  Statistics and biases from data are never trained.
-    """
-    dtr = bool(model_cfg["descriptor"].get("trainable", True))
-    ftr = model_cfg["fitting_net"].get("trainable", True)
-    nlayers = len(model_cfg["fitting_net"]["neuron"]) + 1
-    if isinstance(ftr, bool):
-        ftr = [ftr] * nlayers
-    if len(ftr) != nlayers:
-        raise ValueError(f"model/fitting_net/trainable: {len(ftr)} flags; expected one per layer ({nlayers})")
-
-    def mark(tree, value):
-        return {k: mark(v, value) for k, v in tree.items()} if isinstance(tree, dict) else value
-
-    mask = mark(params, False)
-    mask["descriptor"]["embedding"] = mark(params["descriptor"]["embedding"], dtr)
-    for t, net in params["fitting"]["nets"].items():
-        for i in net:
-            mask["fitting"]["nets"][t][i] = mark(net[i], bool(ftr[int(i)]))
-    return mask
-
-
-def split_params(params: dict, mask: dict) -> tuple[dict, dict]:
-    """``(trainable, frozen)`` sub-dicts of ``params`` (empty branches dropped)."""
-    tr, fr = {}, {}
-    for k, v in params.items():
-        if isinstance(v, dict):
-            a, b = split_params(v, mask[k])
-            if a:
-                tr[k] = a
-            if b or not a:
-                fr[k] = b
-        elif mask[k]:
-            tr[k] = v
-        else:
-            fr[k] = v
-    return tr, fr
-
-
-def merge_params(trainable: dict, frozen: dict) -> dict:
-    """Inverse of :func:`split_params`."""
-    out = dict(frozen)
-    for k, v in trainable.items():
-        out[k] = merge_params(v, frozen.get(k, {})) if isinstance(v, dict) else v
-    return out
-
-
-# ------------------------------------------------------------------------------------------ batches
-def batch_inputs(model_cfg: dict, batch: dict) -> tuple[dict, dict, tuple | None]:
-    """Model inputs, labels and type blocks of a sampled batch (mirrors :func:`dpcore.infer.inputs.prepare`).
-
-    Returns ``inputs`` (NumPy; pair data of :func:`dpcore.pairs.pair_inputs`, ``coord``, ``box``
-    (nf, 3, 3), ``fparam``/``aparam``), ``labels`` (label arrays and ``find_*`` floats) and ``blocks``
-    (per-type atom ranges: systems are type-sorted on load).
-    """
-    d, f = model_cfg["descriptor"], model_cfg["fitting_net"]
-    ntypes = len(model_cfg["type_map"])
-    atype = batch["atype"]
-    nl = SimpleNamespace(nlist=batch["nlist"], mapping=batch["mapping"], shift=batch["shift"])
-    inputs = pair_inputs(nl, atype, ntypes, d.get("exclude_types", ()), model_cfg.get("atom_exclude_types", ()))
-    inputs["coord"] = batch["coord"]
-    inputs["box"] = None if batch.get("box") is None else np.asarray(batch["box"]).reshape(-1, 3, 3)
-    if f["numb_fparam"] > 0 and batch.get("find_fparam", 0.0) > 0:
-        inputs["fparam"] = batch["fparam"]
-    if f["numb_aparam"] > 0:
-        inputs["aparam"] = batch["aparam"]
-    labels = {k: batch[k] for k in _LABEL_KEYS if k in batch}
-    labels.update({f"find_{k}": float(batch[f"find_{k}"]) for k in _LABEL_KEYS if f"find_{k}" in batch})
-    labels["natoms"] = batch["natoms"]
-    blocks = blocks_for(atype[0]) if np.all(atype == atype[:1]) else None
-    return inputs, labels, blocks
-
-
-def spin_batch_inputs(model, batch: dict) -> tuple[dict, dict, tuple | None]:
-    """:func:`batch_inputs` of a spin model: the backbone's 2·nloc-atom inputs of
-    :func:`dpcore.model.spin_model.prepare` (built per batch: the virtual atoms move with the spins)."""
-    from ..model.spin_model import prepare
-
-    f = model.config["fitting_net"]
-    fparam = batch["fparam"] if f["numb_fparam"] > 0 and batch.get("find_fparam", 0.0) > 0 else None
-    aparam = batch["aparam"] if f["numb_aparam"] > 0 else None
-    inputs, blocks, perm = prepare(model, batch["coord"], batch["atype"], batch["spin"], batch.get("box"),
-                                   fparam, aparam)
-    if perm is not None and np.any(perm != np.arange(perm.size)):
-        raise ValueError("spin batch: atoms are not sorted by type (data systems are sorted on load)")
-    labels = {k: batch[k] for k in _LABEL_KEYS if k in batch}
-    labels.update({f"find_{k}": float(batch[f"find_{k}"]) for k in _LABEL_KEYS if f"find_{k}" in batch})
-    labels["natoms"] = batch["natoms"]
-    return inputs, labels, blocks
-
-
-def _split_labels(labels: dict) -> tuple[dict, tuple]:
-    """Array labels (traced) and the ``find_*`` flags (static: one compiled step per combination)."""
-    arrays = {k: v for k, v in labels.items() if not k.startswith("find_")}
-    flags = tuple(sorted((k, float(v)) for k, v in labels.items() if k.startswith("find_")))
-    return arrays, flags
-
-
-# ------------------------------------------------------------------------------------------ step functions
-def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dict, gradient_max_norm=None,
-              forward=None):
-    """``step(trainable, adam_state, frozen, inputs, labels, lr) -> (trainable, adam_state, loss, metrics)``.
-
-    Gradient of ``loss(energy.forward(cfg, trainable + frozen, inputs, blocks), labels, lr)`` with
-    respect to ``trainable`` (analytic forces inside), optional global-norm clipping, then Adam;
-    compiled with ``backend.jit`` (``blocks`` and the ``find_*`` ``flags`` are static).  ``forward``:
-    the model function (default :func:`dpcore.model.energy.forward`; spin: :func:`dpcore.model.spin.forward`).
-    """
-    from ..model import energy
-
-    forward = energy.forward if forward is None else forward
-
-    find = dict(flags)
-    b1, b2, wd = opt_cfg.get("adam_beta1", 0.9), opt_cfg.get("adam_beta2", 0.999), opt_cfg.get("weight_decay", 0.0)
-
-    def objective(trainable, frozen, inputs, labels, lr):
-        out = forward(model_cfg, merge_params(trainable, frozen), inputs, blocks)
-        return loss(out, {**labels, **find}, lr)
-
-    grad_fn = backend.value_and_grad(objective, argnums=0, has_aux=True)
-
-    def step(trainable, adam_state, frozen, inputs, labels, lr):
-        (value, metrics), grads = grad_fn(trainable, frozen, inputs, labels, lr)
-        if gradient_max_norm:
-            grads = clip_by_global_norm(grads, gradient_max_norm)
-        trainable, adam_state = adam_update(trainable, grads, adam_state, lr, b1, b2, 1e-8, wd)
-        return trainable, adam_state, value, metrics
-
-    return backend.jit(step, **JIT_OPTIONS.get(backend.name, {}), **STEP_JIT_OPTIONS.get(backend.name, {}))
-
-
-def make_eval(backend, model_cfg: dict, loss, blocks, flags: tuple, forward=None):
-    """``evaluate(params, inputs, labels, lr) -> (loss, metrics)`` without gradients (validation)."""
-    from ..model import energy
-
-    forward = energy.forward if forward is None else forward
-
-    find = dict(flags)
-
-    def evaluate(params, inputs, labels, lr):
-        out = forward(model_cfg, params, inputs, blocks)
-        return loss(out, {**labels, **find}, lr)
-
-    return backend.jit(evaluate, **JIT_OPTIONS.get(backend.name, {}))
-
-
-class _StepCache:
-    """Compiled step / eval functions keyed by (type blocks, find flags), shared by every :class:`Trainer`
-    of the process with the same ``context`` (backend, device, model/loss/optimizer settings, kind), so a
-    restart or a second run in one process does not compile again (jax/tf: tens of seconds).  Array
-    shapes are the framework's business (a new nf retraces under jax/tf)."""
-
-    _shared: OrderedDict = OrderedDict()
-    MAX = 256  # one entry per (system composition, label set); eviction would recompile every time
-
-    def __init__(self, factory, context: tuple):
-        self.factory, self.context = factory, context
-
-    def get(self, blocks, flags):
-        key = (self.context, blocks, flags)
-        fn = self._shared.pop(key, None)
-        if fn is None:
-            fn = self.factory(blocks, flags)
-        self._shared[key] = fn
-        while len(self._shared) > self.MAX:
-            self._shared.popitem(last=False)
-        return fn
-
-
-def _context(backend, *parts) -> tuple:
-    return (backend.name, str(backend.device), id(backend)) + tuple(
-        json.dumps(p, sort_keys=True, default=repr) for p in parts)
-
-
-# ------------------------------------------------------------------------------------------ the loop
-def _check_training_section(tr: dict) -> None:
-    for key, (default, fatal) in _UNSUPPORTED.items():
-        value = tr.get(key, default)
-        if value != default:
-            msg = f"training/{key} = {value!r} is not supported by dpcore train"
-            if fatal:
-                raise NotImplementedError(msg)
-            log.warning("%s; ignored", msg)
-
-
-def _num_steps(tr: dict, train_sampler) -> int:
-    if tr.get("numb_steps") is not None:
-        return int(tr["numb_steps"])
-    return max(1, math.ceil(float(tr["numb_epoch"]) * len(train_sampler)))
+__all__ = ["train", "Trainer"]
 
 
 def _versions(backend) -> dict:
@@ -400,7 +82,7 @@ class Trainer:
 
     def __init__(self, cfg, backend, *, restart=None, init_model=None, workdir=".", numb_steps=None,
                  normalized_output=None):
-        from ..backends import canonical_name, get_backend
+        from ..backends import canonical_name, get_backend, info, training_backends
         from ..config import normalize_config
         from ..data import NeighborListCache, samplers_from_config
 
@@ -409,12 +91,12 @@ class Trainer:
                              "from its own parameters)")
         if isinstance(backend, str):
             name = canonical_name(backend)
-            if name not in TRAIN_BACKENDS:
+            if not info(name).can_train:
                 raise ValueError(f"backend {name!r} has no automatic differentiation and cannot train; "
-                                 f"use one of {', '.join(TRAIN_BACKENDS)}")
+                                 f"use one of {', '.join(training_backends())}")
         source = getattr(cfg, "source_path", None)
         cfg = normalize_config(cfg)
-        _check_training_section(cfg["training"])
+        check_training_section(cfg["training"])
         self.backend = get_backend(name) if isinstance(backend, str) else backend  # after the input checks
         self.workdir = Path(workdir)
         state = load_checkpoint(restart) if restart is not None else None
@@ -428,7 +110,7 @@ class Trainer:
             cfg["model"] = copy.deepcopy(state["config"]["model"])
         else:
             if init_model is not None:
-                init = _load_init_model(init_model)
+                init = load_init_model(init_model)
                 init_params = init.params
                 if isinstance(cfg["model"]["descriptor"]["sel"], str):
                     cfg["model"]["descriptor"]["sel"] = list(init.sel)
@@ -444,7 +126,7 @@ class Trainer:
                 if s is not None:
                     s.nlist_cache = cache
         if state is not None:
-            from .checkpoint import model_from_state
+            from ..model.factory import model_from_state
 
             self.model = model_from_state(cfg["model"], state["params"])
             self.train_s.set_state(state["sampler"]["train"])
@@ -464,12 +146,12 @@ class Trainer:
 
         cfg, be, tr = self.cfg, self.backend, self.cfg["training"]
         mcfg = self.model.config
-        self.num_steps = int(numb_steps) if numb_steps is not None else _num_steps(tr, self.train_s)
+        self.num_steps = int(numb_steps) if numb_steps is not None else steps_from_config(tr, self.train_s)
         self.loss = make_loss(cfg["loss"], backend=be.name, start_lr=cfg["learning_rate"]["start_lr"])
         self.lr = make_lr(cfg["learning_rate"], self.num_steps)
         self.keys = list(self.loss.display_keys)
         trainable, self.frozen_np = split_params(self.model.params, trainable_mask(mcfg, self.model.params))
-        self.n_trainable = sum(int(np.size(x)) for x in _leaves(trainable))
+        self.n_trainable = sum(int(np.size(x)) for x in leaves(trainable))
         if state is not None:
             opt = state["optimizer"]
             adam = {"step": int(opt["step"]), "m": opt["m"], "v": opt["v"]}
@@ -479,16 +161,16 @@ class Trainer:
         self.adam = {"step": adam["step"], "m": be.tree_asarray(adam["m"]), "v": be.tree_asarray(adam["v"])}
         # compiled steps get lr and the Adam step as 0-d arrays (a Python number is a trace-time constant)
         self.jitted = bool(be.capabilities.get("jit", False) or getattr(be, "compile", False))
-        if _is_spin(self.model):
+        if is_spin(self.model):
             from ..model.spin import forward
         else:
             from ..model.energy import forward
-        ctx = _context(be, mcfg, self.loss.config, self.loss.start_lr, forward.__module__)
-        self.steps = _StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
+        ctx = step_context(be, mcfg, self.loss.config, self.loss.start_lr, forward.__module__)
+        self.steps = StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
                                                                 tr.get("gradient_max_norm"), forward),
                                 ("step", json.dumps(cfg["optimizer"], sort_keys=True),
                                  tr.get("gradient_max_norm")) + ctx)
-        self.evals = _StepCache(lambda blocks, flags: make_eval(be, mcfg, self.loss, blocks, flags, forward),
+        self.evals = StepCache(lambda blocks, flags: make_eval(be, mcfg, self.loss, blocks, flags, forward),
                                 ("eval",) + ctx)
 
     # -- pieces of one step ------------------------------------------------------------------------------
@@ -496,11 +178,11 @@ class Trainer:
         return self.backend.asarray(np.asarray(x, dtype=dtype)) if self.jitted else x
 
     def _to_backend(self, batch):
-        if _is_spin(self.model):
+        if is_spin(self.model):
             inputs, labels, blocks = spin_batch_inputs(self.model, batch)
         else:
             inputs, labels, blocks = batch_inputs(self.model.config, batch)
-        arrays, flags = _split_labels(labels)
+        arrays, flags = split_labels(labels)
         return self.backend.tree_asarray(inputs), self.backend.tree_asarray(arrays), blocks, flags
 
     def _metrics(self, metrics) -> dict:
@@ -534,7 +216,7 @@ class Trainer:
 
     def _wait(self) -> None:
         """Block until the last step's update is computed (one parameter array brought to the host)."""
-        leaf = next(_leaves(self.trainable), None)
+        leaf = next(leaves(self.trainable), None)
         if leaf is not None:
             self.backend.to_numpy(leaf)
 
@@ -626,7 +308,7 @@ class Trainer:
         if tr["time_training"] and num_steps > self.start_step:
             log.info("finished %d steps in %s; average %.4f s/step (excluding the first step, %.2f s)",
                      num_steps - self.start_step, _fmt_time(wall), per_step, t_first or 0.0)
-        from .checkpoint import model_from_state
+        from ..model.factory import model_from_state
 
         model = model_from_state(self.cfg["model"], self.params_numpy())
         model.model_def_script = self.model.model_def_script
@@ -635,12 +317,6 @@ class Trainer:
                 "config": self.cfg, "settings": dict(self.backend.settings)}
 
 
-def _leaves(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _leaves(v)
-    else:
-        yield tree
 
 
 def _log_display(step, num_steps, trn, val, lr, per_step):
@@ -655,15 +331,3 @@ def _log_display(step, num_steps, trn, val, lr, per_step):
     log.info(" | ".join(parts))
 
 
-def _load_init_model(path):
-    """A model file (.dp/.yaml) or a dpcore checkpoint, for ``--init-model``."""
-    from ..model.energy_model import load
-
-    p = str(path)
-    if not os.path.exists(p) and not os.path.exists(p + ".npz") and not os.path.isdir(os.path.dirname(p) or "."):
-        raise FileNotFoundError(f"init-model {p!r} not found")
-    if p.endswith((".dp", ".yaml", ".yml", ".h5", ".hdf5")):
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"init-model {p!r} not found")
-        return load(p)
-    return model_from_checkpoint(p)

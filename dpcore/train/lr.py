@@ -1,4 +1,4 @@
-"""Learning-rate schedules and loss-prefactor schedules (SPEC 9 and 8.1).
+"""Learning-rate schedules (SPEC 9); the loss prefactors that follow them are :func:`dpcore.loss.common.prefactor`.
 
 ``make_lr(lr_cfg, num_steps)`` builds a :class:`LearningRate` from the normalised
 ``learning_rate`` section (:func:`dpcore.config.normalize_config`; a partial dict gets the
@@ -42,18 +42,10 @@ from __future__ import annotations
 import difflib
 import math
 
-__all__ = ["LearningRate", "make_lr", "prefactor"]
+__all__ = ["LearningRate", "make_lr"]
 
 LR_TYPES = ("exp", "cosine", "wsd")
 WSD_DECAY_TYPES = ("inverse_linear", "cosine", "linear")
-
-
-def prefactor(start, limit, lr, start_lr):
-    """Loss prefactor at learning rate ``lr`` (SPEC 8.1): ``limit + (start - limit) * lr / start_lr``.
-
-    ``lr`` may be a Python float or a 0-d array (the result is then an array of its namespace).
-    """
-    return limit + (start - limit) * (lr / start_lr)
 
 
 def _err(key: str, msg: str) -> ValueError:

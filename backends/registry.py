@@ -1,0 +1,78 @@
+"""What dpcore knows about each backend without importing its framework: the one table of backend data.
+
+Everything backend-specific that code outside the adapters needs is an entry here, read through
+:func:`info` (``dpcore.backends.info("tensorflow").capabilities``): which package and pip extra provide
+the framework, the capabilities table (documented restrictions such as ``use_default_pf`` on TensorFlow
+and Paddle, generated into docs/backends.md), whether model forwards are compiled, and the options the
+training loop passes to ``backend.jit``.  The adapter classes read their ``capabilities`` from here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Static facts of one backend.
+
+    capabilities: ``autodiff`` (value_and_grad), ``jit`` (a real compiler behind ``backend.jit``),
+        ``use_default_pf`` (the loss option is supported), ``float32``/``float64``, ``devices``;
+    jit_forward: model forwards (energy and spin) are compiled with ``backend.jit`` (jax: eager JAX was
+        measured ~40x slower per call; TensorFlow's tf.function retraces per input shape, 10 s each);
+    step_jit: extra ``backend.jit`` arguments of the training and validation steps (TensorFlow with XLA,
+        ``jit_compile``: 0.17 s/step against 0.29 s in graph mode on the water example, 2 cores);
+    update_jit: extra arguments of the training step only (jax donates the replaced parameter and Adam
+        buffers so XLA can reuse them).
+    """
+
+    name: str
+    framework: str
+    extra: str | None
+    display_name: str
+    capabilities: dict
+    jit_forward: bool = False
+    step_jit: dict = field(default_factory=dict)
+    update_jit: dict = field(default_factory=dict)
+
+    @property
+    def can_train(self) -> bool:
+        return bool(self.capabilities["autodiff"])
+
+
+def _caps(autodiff: bool, jit: bool, use_default_pf: bool, devices: list) -> dict:
+    return {"autodiff": autodiff, "jit": jit, "use_default_pf": use_default_pf, "devices": devices,
+            "float32": True, "float64": True}
+
+
+BACKENDS = {
+    "numpy": BackendInfo("numpy", "numpy", None, "NumPy", _caps(False, False, True, ["cpu"])),
+    "array_api_strict": BackendInfo("array_api_strict", "array_api_strict", "strict", "array-api-strict",
+                                    _caps(False, False, True, ["CPU_DEVICE", "device1", "device2"])),
+    "torch": BackendInfo("torch", "torch", "torch", "PyTorch", _caps(True, False, True, ["cpu", "cuda"])),
+    "jax": BackendInfo("jax", "jax", "jax", "JAX", _caps(True, True, True, ["cpu", "gpu", "tpu"]),
+                       jit_forward=True, update_jit={"donate_argnums": (0, 1)}),
+    "tensorflow": BackendInfo("tensorflow", "tensorflow", "tensorflow", "TensorFlow",
+                              _caps(True, True, False, ["cpu", "gpu"]), step_jit={"jit_compile": True}),
+    "paddle": BackendInfo("paddle", "paddle", "paddle", "Paddle", _caps(True, False, False, ["cpu", "gpu"])),
+}
+ALIASES = {"np": "numpy", "strict": "array_api_strict", "pytorch": "torch", "pt": "torch", "tf": "tensorflow",
+           "pd": "paddle"}
+
+
+def canonical_name(name: str) -> str:
+    """``"pt"`` -> ``"torch"``; ValueError naming the known backends for an unknown name."""
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(BACKENDS)}")
+    return key
+
+
+def info(name: str) -> BackendInfo:
+    """The static facts of backend ``name`` (canonical name or alias); imports no framework."""
+    return BACKENDS[canonical_name(name)]
+
+
+def training_backends() -> tuple[str, ...]:
+    """Backends with automatic differentiation, which ``dpcore train`` can use."""
+    return tuple(name for name, b in BACKENDS.items() if b.can_train)
