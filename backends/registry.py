@@ -56,6 +56,7 @@ BACKENDS = {
                               _caps(True, True, False, ["cpu", "gpu"]), step_jit={"jit_compile": True}),
     "paddle": BackendInfo("paddle", "paddle", "paddle", "Paddle", _caps(True, False, False, ["cpu", "gpu"])),
 }
+DEFAULT_TRAIN_BACKEND = "torch"  # of `dpcore train` without --backend
 ALIASES = {"np": "numpy", "strict": "array_api_strict", "pytorch": "torch", "pt": "torch", "tf": "tensorflow",
            "pd": "paddle"}
 

@@ -15,13 +15,13 @@ import logging
 import os
 import sys
 
-BACKENDS = ("torch", "jax", "tensorflow", "paddle")
+from ..backends.registry import ALIASES, BACKENDS as ALL, DEFAULT_TRAIN_BACKEND, training_backends
+
+BACKENDS = training_backends()  # those with automatic differentiation (the backend registry decides)
 
 
 def _backend_name(value: str) -> str:
     import argparse
-
-    from ..backends import ALIASES, BACKENDS as ALL
 
     key = ALIASES.get(value.lower(), value.lower())
     if key in BACKENDS:
@@ -36,8 +36,9 @@ def _backend_name(value: str) -> str:
 
 def add_arguments(p) -> None:
     p.add_argument("input", help="input.json (DeePMD-kit format: model, learning_rate, loss, optimizer, training)")
-    p.add_argument("-b", "--backend", type=_backend_name, default="torch", metavar="{" + ",".join(BACKENDS) + "}",
-                   help="framework supplying gradients and jit (default torch; aliases pt, tf, pd)")
+    p.add_argument("-b", "--backend", type=_backend_name, default=DEFAULT_TRAIN_BACKEND,
+                   metavar="{" + ",".join(BACKENDS) + "}",
+                   help=f"framework supplying gradients and jit (default {DEFAULT_TRAIN_BACKEND}; aliases pt, tf, pd)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--restart", metavar="CKPT",
                    help="continue from a checkpoint: a .npz file, the folder holding them, its 'checkpoint' pointer "

@@ -93,7 +93,7 @@ class EnergyModel:
 
         coord: (nf, natoms, 3) or (nf, natoms*3) Å; atype: (natoms,) or (nf, natoms) int (-1 = padding atom);
         box: (nf, 9) Å, rows = lattice vectors, or None (non-periodic); fparam (nf, numb_fparam);
-        aparam (nf, natoms, numb_aparam).  ``backend`` by name ("numpy", "torch", ...) on ``device``
+        aparam (nf, natoms, numb_aparam).  ``backend`` by name (numpy, torch, ...) on ``device``
         (framework device string, e.g. "cpu", "cuda:0"); ``force_mode`` "analytic" (the core's backward) or
         "autodiff" (the backend's automatic differentiation; not on numpy).
         Returns NumPy arrays: atom_energy (nf, natoms, 1) eV, energy (nf, 1) eV, force (nf, natoms, 3) eV/Å,
