@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpcore.stat.descriptor import auto_sel, data_neighbor_stat, descriptor_stats, parse_auto_sel
+from dpcore.stat.descriptor import descriptor_stats
+from dpcore.stat.neighbor import auto_sel, data_neighbor_stat, parse_auto_sel
 from helpers import make_config
 
 RC, RS = 3.0, 0.5

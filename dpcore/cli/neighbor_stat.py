@@ -12,7 +12,7 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     from ..data import load_systems
-    from ..stat.descriptor import auto_sel, data_neighbor_stat
+    from ..stat.neighbor import auto_sel, data_neighbor_stat
 
     if not args.rcut > 0:
         raise ValueError(f"--rcut must be > 0 Å, got {args.rcut}")

@@ -1,4 +1,4 @@
-"""Descriptor statistics from data (host side, NumPy): env-matrix ``davg``/``dstd`` (SPEC 2.4) and ``sel: "auto"``.
+"""Descriptor statistics from data (host side, NumPy): env-matrix ``davg``/``dstd`` (SPEC 2.4).
 
 Statistics are accumulated in float64 as ``(number, sum, squared_sum)`` per type for the radial
 column and for the three angular columns pooled, counting every neighbour slot of every centre of
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from ..descriptor import get_descriptor
 from ..env_mat import env_mat
-from ..nlist import build_neighbor_list, neighbor_stat
+from ..nlist import build_neighbor_list
 from ..pairs import pair_inputs, pair_vectors
 
 STD_FLOOR = 1e-2  # fixed protection of SPEC 2.4 (not data_stat_protect)
@@ -137,30 +136,3 @@ def descriptor_stats(model_cfg: dict, batches, stat_file=None) -> tuple[np.ndarr
     dstd[..., 1:] = std[:, 1, None, None]
     return davg, dstd
 
-
-def auto_sel(max_nbor, factor: float = 1.1) -> list[int]:
-    """``sel_t = 4 * ceil(int(max_t * factor) / 4)`` (DeePMD-kit's ``sel: "auto:factor"``)."""
-    return [4 * ((int(m * factor) + 3) // 4) for m in np.asarray(max_nbor).tolist()]
-
-
-def parse_auto_sel(sel) -> float | None:
-    """Factor of ``"auto"``/``"auto:f"``, or None when ``sel`` is a list."""
-    if isinstance(sel, str):
-        if sel == "auto":
-            return 1.1
-        if sel.startswith("auto:"):
-            try:
-                return float(sel.split(":", 1)[1])
-            except ValueError:
-                pass
-        raise ValueError(f"model/descriptor/sel: expected a list of ints, 'auto' or 'auto:<factor>', got {sel!r}")
-    return None
-
-
-def data_neighbor_stat(systems, rcut: float, ntypes: int) -> tuple[float, np.ndarray]:
-    """Min pair distance (Å) and max neighbours per type within ``rcut`` over all frames of all systems."""
-    min_dist, max_nbor = math.inf, np.zeros(ntypes, dtype=np.int64)
-    for s in systems:
-        dmin, nmax = neighbor_stat(s.coord, s.atype, s.box, rcut, ntypes)
-        min_dist, max_nbor = min(min_dist, dmin), np.maximum(max_nbor, nmax)
-    return min_dist, max_nbor

@@ -29,7 +29,7 @@ _UNSUPPORTED = {"enable_ema": (False, True), "acc_freq": (1, True), "mixed_preci
 def resolve_sel(cfg: dict, systems) -> dict:
     """Copy of ``cfg`` with ``model.descriptor.sel: "auto[:f]"`` replaced by per-type counts from the
     training data (``4 * ceil(int(max_nbor * f) / 4)``, SPEC 11.2)."""
-    from ..stat.descriptor import auto_sel, data_neighbor_stat, parse_auto_sel
+    from ..stat.neighbor import auto_sel, data_neighbor_stat, parse_auto_sel
 
     d = cfg["model"]["descriptor"]
     factor = parse_auto_sel(d["sel"])
