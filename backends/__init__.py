@@ -2,16 +2,20 @@
 
 Each adapter module is imported only when asked for, so ``import dpcore`` never
 imports a framework.  A backend whose framework is missing raises an
-ImportError that names the pip extra to install.
+ImportError that names the pip extra to install; frameworks are imported through
+:func:`~dpcore.backends.frameworks.load_framework` (quiet, and refused where the
+import would crash the process).
 """
 
 from __future__ import annotations
 
 import importlib
 
+from .frameworks import FrameworkConflictError, load_framework
 from .registry import ALIASES, BACKENDS, BackendInfo, canonical_name, info, training_backends
 
-__all__ = ["ALIASES", "BACKENDS", "BackendInfo", "canonical_name", "get_backend", "info", "training_backends"]
+__all__ = ["ALIASES", "BACKENDS", "BackendInfo", "FrameworkConflictError", "canonical_name", "get_backend", "info",
+           "load_framework", "training_backends"]
 _CACHE: dict = {}
 
 
@@ -25,7 +29,7 @@ def get_backend(name: str, device=None):
     if (key, device) not in _CACHE:
         framework, extra = BACKENDS[key].framework, BACKENDS[key].extra
         try:
-            importlib.import_module(framework)
+            load_framework(key)
         except ImportError as e:
             hint = f'pip install "dpcore[{extra}]"' if extra else "pip install numpy"
             raise ImportError(f"backend {key!r} needs the {framework!r} package, which is not installed: {hint}") from e

@@ -27,7 +27,11 @@ Analytic forces are also the faster training path here (fwd+bwd of an energy+for
 from __future__ import annotations
 
 import numpy as np
-import paddle
+
+from .frameworks import load_framework
+
+load_framework("paddle")  # quiet, and refused where it would crash the process
+import paddle  # noqa: E402
 
 from dpcore.xp import register_namespace
 

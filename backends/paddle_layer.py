@@ -17,7 +17,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import paddle
+
+from .frameworks import load_framework
+
+load_framework("paddle")  # quiet, and refused where it would crash the process
+import paddle  # noqa: E402
 
 from dpcore.backends import get_backend
 from dpcore.infer.inputs import prepare

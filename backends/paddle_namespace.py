@@ -25,7 +25,11 @@ from __future__ import annotations
 import builtins as _builtins
 
 import numpy as _np
-import paddle as _paddle
+
+from .frameworks import load_framework
+
+load_framework("paddle")  # quiet, and refused where it would crash the process
+import paddle as _paddle  # noqa: E402
 
 __array_api_version__ = "2023.12"
 __all__ = [

@@ -23,7 +23,12 @@ class BackendInfo:
     step_jit: extra ``backend.jit`` arguments of the training and validation steps (TensorFlow with XLA,
         ``jit_compile``: 0.17 s/step against 0.29 s in graph mode on the water example, 2 cores);
     update_jit: extra arguments of the training step only (jax donates the replaced parameter and Adam
-        buffers so XLA can reuse them).
+        buffers so XLA can reuse them);
+    unsafe_after: ``(framework, reason)`` pairs: importing this framework after that one crashes the process
+        (:func:`dpcore.backends.frameworks.load_framework` refuses with a clear error);
+    quiet_env / quiet_warnings / quiet_stderr: environment defaults, warning messages and stderr lines (regex)
+        of the framework's import that say nothing to a user (silenced unless the user set any quiet_env key
+        or ``DPCORE_FRAMEWORK_LOGS=1``).
     """
 
     name: str
@@ -34,6 +39,10 @@ class BackendInfo:
     jit_forward: bool = False
     step_jit: dict = field(default_factory=dict)
     update_jit: dict = field(default_factory=dict)
+    unsafe_after: tuple = ()
+    quiet_env: dict = field(default_factory=dict)
+    quiet_warnings: tuple = ()
+    quiet_stderr: tuple = ()
 
     @property
     def can_train(self) -> bool:
@@ -52,9 +61,18 @@ BACKENDS = {
     "torch": BackendInfo("torch", "torch", "torch", "PyTorch", _caps(True, False, True, ["cpu", "cuda"])),
     "jax": BackendInfo("jax", "jax", "jax", "JAX", _caps(True, True, True, ["cpu", "gpu", "tpu"]),
                        jit_forward=True, update_jit={"donate_argnums": (0, 1)}),
-    "tensorflow": BackendInfo("tensorflow", "tensorflow", "tensorflow", "TensorFlow",
-                              _caps(True, True, False, ["cpu", "gpu"]), step_jit={"jit_compile": True}),
-    "paddle": BackendInfo("paddle", "paddle", "paddle", "Paddle", _caps(True, False, False, ["cpu", "gpu"])),
+    "tensorflow": BackendInfo(
+        "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
+        step_jit={"jit_compile": True},
+        quiet_env={"TF_CPP_MIN_LOG_LEVEL": "2"},  # C++ INFO and WARNING lines (XLA service, oneDNN notices)
+        quiet_stderr=(r"^WARNING: All log messages before absl::InitializeLog\(\) is called",
+                      r"^[IW]\d{4} [\d:. ]+\d+ [\w.]+\.cc:\d+\]",  # absl-format INFO/WARNING lines before init
+                      r"^To enable the following instructions: .* rebuild TensorFlow")),
+    "paddle": BackendInfo(
+        "paddle", "paddle", "paddle", "Paddle", _caps(True, False, False, ["cpu", "gpu"]),
+        unsafe_after=(("tensorflow", "their bundled protobuf libraries clash: the interpreter is killed by a "
+                                     "segmentation fault"),),
+        quiet_warnings=("No ccache found",)),
 }
 DEFAULT_TRAIN_BACKEND = "torch"  # of `dpcore train` without --backend
 ALIASES = {"np": "numpy", "strict": "array_api_strict", "pytorch": "torch", "pt": "torch", "tf": "tensorflow",

@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import tensorflow as tf
+
+from .frameworks import load_framework
+
+load_framework("tensorflow")  # quiet, and refused where it would crash the process
+import tensorflow as tf  # noqa: E402
 
 from dpcore.model import energy
 from dpcore.nlist import build_neighbor_list

@@ -24,7 +24,11 @@ import contextlib
 import math
 
 import numpy as np
-import tensorflow as tf
+
+from .frameworks import load_framework
+
+load_framework("tensorflow")  # quiet, and refused where it would crash the process
+import tensorflow as tf  # noqa: E402
 
 __array_api_version__ = "2023.12"
 
