@@ -128,13 +128,16 @@ def model_config(name: str) -> dict:
     return _merge(BASE_MODEL, MODELS[name][0])
 
 
+def model_spec(name: str) -> dict:
+    """The model spec of catalogue model ``name``: its config, network seed and statistics seed."""
+    return {"kind": "config", "config": model_config(name), "seed": MODELS[name][1], "stats_seed": MODELS[name][1] + 1000}
+
+
 def catalogue(which: str = "quick") -> list[dict]:
     """The cases of catalogue ``which`` ("quick" or "full")."""
     if which not in CATALOGUES:
         raise ValueError(f"unknown case catalogue {which!r}; expected one of {sorted(CATALOGUES)}")
-    return [{"name": f"{m}-{s}", "model": {"kind": "config", "config": model_config(m), "seed": MODELS[m][1],
-                                           "stats_seed": MODELS[m][1] + 1000},
-             "system": dict(SYSTEMS[s]),
+    return [{"name": f"{m}-{s}", "model": model_spec(m), "system": dict(SYSTEMS[s]),
              **({"kinds": list(CASE_KINDS[which][m, s])} if (m, s) in CASE_KINDS.get(which, {}) else {})}
             for m, s in CATALOGUES[which]]
 
@@ -147,9 +150,8 @@ def user_cases(model_spec: dict, label: str) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ builders
 def build_model(spec: dict):
     """``EnergyModel`` (or ``SpinEnergyModel``) of a model spec (see module docstring)."""
-    from dpcore.model.energy_model import EnergyModel, load
+    from dpcore import EnergyModel, SpinEnergyModel, load
     from dpcore.model.init import init_params
-    from dpcore.model.spin_model import SpinEnergyModel
 
     if spec["kind"] == "file":
         return load(spec["path"])

@@ -3,9 +3,10 @@
     dpcore conformance --backends numpy,array_api_strict,torch,jax,tensorflow,paddle
     dpcore conformance --backends torch,jax --model frozen.dp --json report.json
     dpcore conformance --backends tensorflow --config input.json --cases full --keep outputs/
+    dpcore conformance --physics --backends numpy,torch [--model frozen.dp]
 
-Exit code 0 when every requested backend matches NumPy within the dtype-keyed tolerances, 1 otherwise,
-2 for invalid arguments.  Importing this module imports no framework.
+Exit code 0 when every requested backend matches NumPy within the dtype-keyed tolerances (with ``--physics``:
+passes every physics check), 1 otherwise, 2 for invalid arguments.  Importing this module imports no framework.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cases", choices=("quick", "full", "spin"), default="full",
                         help="built-in case catalogue when no --model/--config is given (default: full; "
                              "spin: only the spin-model cases of full)")
+    parser.add_argument("--physics", action="store_true",
+                        help="run the physics checks (finite differences, invariances, smoothness, supercell) on each "
+                             "backend instead of the cross-backend comparison; on --model/--config or a small part "
+                             "of the catalogue")
     parser.add_argument("--json", metavar="report.json", help="also write the report as JSON")
     parser.add_argument("--keep", metavar="DIR", help="keep every backend's outputs (npz), status and log in DIR")
     parser.add_argument("--jobs", type=int, default=2, help="backend processes at a time (default: 2)")
@@ -36,9 +41,18 @@ def main(args) -> int:
     from .report import to_markdown, write_json
     from .runner import run
 
+    echo = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.physics:
+        from .physics import run_physics, to_markdown as physics_markdown
+
+        report = run_physics(args.backends, model_file=args.model, config_file=args.config, jobs=args.jobs,
+                             timeout=args.timeout, keep=args.keep, echo=echo)
+        print(physics_markdown(report), end="", flush=True)
+        if args.json:
+            write_json(report, args.json)
+        return 0 if report["passed"] else 1
     report = run(args.backends, catalogue=args.cases, model_file=args.model, config_file=args.config,
-                 keep=args.keep, jobs=args.jobs, timeout=args.timeout,
-                 echo=lambda line: print(line, file=sys.stderr, flush=True))
+                 keep=args.keep, jobs=args.jobs, timeout=args.timeout, echo=echo)
     print(to_markdown(report), end="", flush=True)
     if args.json:
         write_json(report, args.json)

@@ -23,9 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .tolerances import TOLERANCES
-
-_ORDER = ["float16", "bfloat16", "float32", "float64"]
+from .tolerances import PRECISION_ORDER as _ORDER, TOLERANCES
 
 
 @dataclass

@@ -1,161 +1,19 @@
-"""Output kinds: what one backend process computes for one case.
+"""Every output kind, registered: the one place that imports all ``kinds_*`` modules.
 
-A kind is one function ``compute(ctx) -> {output name: array}`` and one entry in :data:`KINDS`,
-made by the :func:`output_kind` decorator::
+The registry itself (:class:`CaseContext`, :class:`OutputKind`, the :func:`output_kind` decorator, :data:`KINDS`,
+:func:`output_label`) is :mod:`dpcore.conformance.registry`; the kinds modules import only the registry, so
+there is no import cycle.  The worker, the comparison and the runner import :data:`KINDS` from here, so every
+kind is registered, in this order (the report's row order):
 
-    @output_kind("loss", outputs=("loss", "rmse_e", "rmse_f"))
-    def loss(ctx):
-        ...
-        return {"loss": value, ...}
+* :mod:`~dpcore.conformance.kinds_model`: ``descriptor``, ``analytic``, ``autodiff``, ``spin``, ``spin_autodiff``;
+* :mod:`~dpcore.conformance.kinds_train`: ``loss``, ``loss_default_pf``, ``train_step`` (opt-in).
 
-* ``outputs``: the output names, in report order;
-* ``reference``: the kind of the NumPy reference run these outputs are compared with (default: the
-  kind itself), e.g. autodiff forces are compared with NumPy's analytic forces;
-* ``requires``: backend capabilities (``backend.capabilities[name]`` true) the kind needs; a backend
-  without them does not compute the kind, and the report does not expect it;
-* ``model_types``: the model types (``model.model_type``: ``"standard"``, ``"spin_ener"``) the kind applies
-  to (default: standard energy models); the worker records each case's model type;
-* ``opt_in``: the kind runs only on the cases whose ``case["kinds"]`` lists it (costly kinds, e.g. training);
-* ``reference_backend``: compare with that backend's run of the kind instead of NumPy's (for kinds NumPy cannot
-  compute, e.g. ``train_step`` needs autodiff: reference torch); that backend's own rows are the reference.
-
-Arrays returned may be framework arrays; the worker converts them with ``backend.to_numpy`` and undoes
-the type sorting of the atoms.  Saved keys are ``"<kind>.<output>"``.
-This module imports no framework: ``ctx.backend`` is the adapter object the worker created.
+A new kinds module is one more import line below.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from . import kinds_model, kinds_train  # noqa: F401  (registration, in report order)
+from .registry import KINDS, CaseContext, OutputKind, output_kind, output_label
 
-
-@dataclass
-class CaseContext:
-    """Everything a kind needs: the adapter, the model (NumPy parameters in ``model.params``), the
-    parameters and prepared inputs as backend arrays, the atom blocks of :func:`dpcore.infer.inputs.prepare`."""
-
-    backend: object
-    model: object
-    params: dict
-    inputs: dict
-    blocks: object
-    case: dict
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutputKind:
-    name: str
-    compute: Callable[[CaseContext], dict]
-    outputs: tuple
-    reference: str
-    requires: tuple
-    model_types: tuple = ("standard",)
-    opt_in: bool = False
-    reference_backend: str | None = None
-
-    def applies_to(self, capabilities: dict, model_type: str = "standard", case: dict | None = None) -> bool:
-        if self.opt_in and self.name not in (case or {}).get("kinds", ()):
-            return False
-        return model_type in self.model_types and all(bool(capabilities.get(c, False)) for c in self.requires)
-
-
-KINDS: dict[str, OutputKind] = {}
-
-
-def output_kind(name: str, *, outputs, reference: str | None = None, requires=(), model_types=("standard",),
-                opt_in: bool = False, reference_backend: str | None = None):
-    """Register ``compute`` as output kind ``name`` (see module docstring)."""
-
-    def register(compute):
-        KINDS[name] = OutputKind(name, compute, tuple(outputs), reference or name, tuple(requires), tuple(model_types),
-                                 bool(opt_in), reference_backend)
-        return compute
-
-    return register
-
-
-MODEL_OUTPUTS = ("atom_energy", "energy", "force", "virial", "atom_virial")
-
-
-@output_kind("descriptor", outputs=("descriptor",))
-def descriptor(ctx: CaseContext) -> dict:
-    """se_e2_a descriptor D (nf, nloc, ng * axis_neuron), in the descriptor precision."""
-    from dpcore.descriptor import se_e2_a
-    from dpcore.precision import precision_name
-    from dpcore.pairs import pair_vectors
-    from dpcore.xp import namespace
-
-    dcfg = ctx.model.config["descriptor"]
-    coord = ctx.inputs["coord"]
-    xp = namespace(coord)
-    rij = pair_vectors(coord, ctx.inputs.get("box"), ctx.inputs)
-    rij = xp.astype(rij, getattr(xp, precision_name(dcfg["precision"])))
-    D, _ = se_e2_a.forward(dcfg, ctx.params["descriptor"], rij, ctx.inputs, ctx.blocks)
-    return {"descriptor": D}
-
-
-def _model_outputs(ctx: CaseContext, force_mode: str) -> dict:
-    out = ctx.backend.model_forward(ctx.model.config, ctx.params, ctx.inputs, ctx.blocks,
-                                    atomic_virial=True, force_mode=force_mode)
-    missing = [k for k in MODEL_OUTPUTS if k not in out]
-    if missing:
-        raise KeyError(f"model_forward(force_mode={force_mode!r}) returned no {missing} (got {sorted(out)})")
-    return {k: out[k] for k in MODEL_OUTPUTS}
-
-
-@output_kind("analytic", outputs=MODEL_OUTPUTS)
-def analytic(ctx: CaseContext) -> dict:
-    """Energy-model outputs with the core's analytic derivatives (SPEC 6.5), atomic virial included."""
-    return _model_outputs(ctx, "analytic")
-
-
-@output_kind("autodiff", outputs=MODEL_OUTPUTS, reference="analytic", requires=("autodiff",))
-def autodiff(ctx: CaseContext) -> dict:
-    """The same outputs with forces and virials from the backend's automatic differentiation."""
-    return _model_outputs(ctx, "autodiff")
-
-
-SPIN_OUTPUTS = ("atom_energy", "energy", "force", "force_mag", "virial", "atom_virial", "mask_mag")
-
-
-def _spin_outputs(ctx: CaseContext, force_mode: str) -> dict:
-    import numpy as np
-
-    from dpcore.model.spin_model import model_forward
-
-    out = model_forward(ctx.backend, ctx.model.config, ctx.params, ctx.inputs, ctx.blocks, atomic_virial=True,
-                        force_mode=force_mode)
-    missing = [k for k in SPIN_OUTPUTS if k not in out]
-    if missing:
-        raise KeyError(f"spin model_forward(force_mode={force_mode!r}) returned no {missing} (got {sorted(out)})")
-    out = {k: out[k] for k in SPIN_OUTPUTS}
-    mask = np.asarray(ctx.backend.to_numpy(out["mask_mag"]))
-    if mask.dtype != np.bool_:
-        raise TypeError(f"mask_mag must be bool, got {mask.dtype}")
-    out["mask_mag"] = mask.astype(np.float64)  # compared as 0/1 (any difference is an infinite relative error)
-    return out
-
-
-@output_kind("spin", outputs=SPIN_OUTPUTS, model_types=("spin_ener",))
-def spin(ctx: CaseContext) -> dict:
-    """Spin-model outputs (SPEC 7.1) with the core's analytic derivatives: force (fixed spin), force_mag,
-    the non-symmetric virial with spins held fixed, atom_virial; mask_mag as 0/1 float64."""
-    return _spin_outputs(ctx, "analytic")
-
-
-@output_kind("spin_autodiff", outputs=SPIN_OUTPUTS, reference="spin", requires=("autodiff",), model_types=("spin_ener",))
-def spin_autodiff(ctx: CaseContext) -> dict:
-    """The spin outputs with derivatives by the backend's autodiff over (coord, spin, box)."""
-    return _spin_outputs(ctx, "autodiff")
-
-
-from . import kinds_train  # noqa: E402,F401  (registers loss, loss_default_pf, train_step)
-
-
-def output_label(kind: str, output: str) -> str:
-    """Row label in the report: ``force`` for the analytic kind, ``force [autodiff]`` otherwise."""
-    if kind in ("analytic", output):
-        return output
-    return f"{output} [{kind}]"
+__all__ = ["KINDS", "CaseContext", "OutputKind", "output_kind", "output_label"]

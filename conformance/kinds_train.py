@@ -19,7 +19,7 @@ import itertools
 
 import numpy as np
 
-from .kinds import CaseContext, output_kind
+from .registry import CaseContext, model_outputs, output_kind
 
 START_LR, LR = 1e-3, 3.7e-4
 BASE_LOSS = {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1.0, "start_pref_f": 1000.0, "limit_pref_f": 1.0,
@@ -84,10 +84,8 @@ def make_labels(ctx: CaseContext, missing: bool, seed: int = 7) -> dict:
 def _loss_values(ctx: CaseContext, grid) -> dict:
     from dpcore.loss import make_loss
 
-    from .kinds import _model_outputs
-
     be = ctx.backend
-    out = _model_outputs(ctx, "analytic")
+    out = model_outputs(ctx, "analytic")
     labels = {m: make_labels(ctx, m == "miss") for m in ("full", "miss")}
     labels_be = {m: {k: (v if k.startswith("find_") else be.asarray(v)) for k, v in lab.items()}
                  for m, lab in labels.items()}
@@ -131,17 +129,19 @@ def _tree_np(backend, tree):
 
 @output_kind("train_step", outputs=TRAIN_OUTPUTS, requires=("autodiff",), reference_backend="torch", opt_in=True)
 def train_step(ctx: CaseContext) -> dict:
-    """One Adam step of the energy + force + virial loss (dpcore.train.loop.make_step) from a fixed state."""
+    """One Adam step of the energy + force + virial loss (dpcore.train.step.make_step) from a fixed state."""
     from dpcore.loss import make_loss
     from dpcore.train.optim import tree_map
-    from dpcore.train.loop import _split_labels, make_step, split_params, trainable_mask
+    from dpcore.train.batch import split_labels
+    from dpcore.train.params import split_params, trainable_mask
+    from dpcore.train.step import make_step
 
     be, cfg = ctx.backend, ctx.model.config
     trainable, frozen = split_params(ctx.model.params, trainable_mask(cfg, ctx.model.params))
     rng = np.random.default_rng(11)
     m = tree_map(lambda p: rng.normal(0, 1e-2, np.shape(p)).astype(np.asarray(p).dtype), trainable)
     v = tree_map(lambda p: rng.uniform(1e-5, 1e-4, np.shape(p)).astype(np.asarray(p).dtype), trainable)
-    labels, flags = _split_labels({k: x for k, x in make_labels(ctx, False).items() if "atom_pref" not in k})
+    labels, flags = split_labels({k: x for k, x in make_labels(ctx, False).items() if "atom_pref" not in k})
     loss_fn = make_loss(BASE_LOSS, backend=be.name, start_lr=START_LR)
     step = make_step(be, cfg, loss_fn, ctx.blocks, flags, {})
     jitted = bool(be.capabilities.get("jit", False) or getattr(be, "compile", False))

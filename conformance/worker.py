@@ -32,6 +32,7 @@ import numpy as np
 from .cases import build_model, build_system, prepare_case
 from .contracts import run_contracts
 from .kinds import KINDS, CaseContext
+from .tolerances import compute_precision
 
 FRAMEWORK_PACKAGES = {"numpy": "numpy", "array_api_strict": "array-api-strict", "torch": "torch", "jax": "jax",
                       "tensorflow": "tensorflow-cpu", "paddle": "paddlepaddle"}
@@ -69,15 +70,6 @@ def fingerprint(*trees) -> str:
     for t in trees:
         feed(t)
     return h.hexdigest()[:16]
-
-
-def compute_precision(config: dict) -> str:
-    """The least precise network precision of the model (float16 < bfloat16 < float32 < float64)."""
-    from dpcore.precision import precision_name
-
-    order = ["float16", "bfloat16", "float32", "float64"]
-    names = [precision_name(config["descriptor"]["precision"]), precision_name(config["fitting_net"]["precision"])]
-    return min(names, key=order.index)
 
 
 def parse_perturb(specs) -> dict:

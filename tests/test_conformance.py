@@ -6,6 +6,7 @@ normal pytest process without importing any framework.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -28,6 +29,7 @@ ALL = ["numpy", "array_api_strict", "torch", "jax", "tensorflow", "paddle"]
 OUTPUTS = ["descriptor", "atom_energy", "energy", "force", "virial", "atom_virial"]
 AUTODIFF = ["torch", "jax", "tensorflow", "paddle"]
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("torch", "jax", "tensorflow", "paddle", "array_api_strict")
 
 
@@ -359,3 +361,31 @@ def test_perturbed_loss_and_train_step_outputs_fail(train_run, tmp_path):
     _perturb_saved(work, "torch", "train_step.m", 1e-10)  # the train_step reference: the other backend fails
     report = runner.collect(work, names, cases)
     assert failing(report) == {("paddle", "m [train_step]")}
+
+
+# ------------------------------------------------------------------------------------------- module structure
+def _local_imports(module: str) -> set:
+    """The conformance modules ``conformance/<module>.py`` imports (relative imports, inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse((ROOT / "conformance" / f"{module}.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module} if node.module else {a.name for a in node.names}
+    return found
+
+
+def test_kinds_modules_import_only_the_registry_and_kinds_imports_them_all():
+    """No cycle through the kinds (tests/test_core_hygiene.py checks the whole tree): a kinds_* module imports
+    the registry, never kinds.py nor another kinds module; kinds.py imports them all; the worker, compare and
+    runner read KINDS from kinds.py, so every kind is registered."""
+    kinds_modules = sorted(p.stem for p in (ROOT / "conformance").glob("kinds_*.py"))
+    assert kinds_modules == ["kinds_model", "kinds_train"]
+    for m in kinds_modules:
+        local = _local_imports(m)
+        assert "registry" in local and not local & {"kinds", *kinds_modules}, (m, local)
+    assert set(kinds_modules) <= _local_imports("kinds") and "kinds" not in _local_imports("registry")
+    for user in ("worker", "compare", "runner"):
+        assert "kinds" in _local_imports(user), user
+    from dpcore.conformance.kinds import KINDS
+
+    assert list(KINDS) == ["descriptor", "analytic", "autodiff", "spin", "spin_autodiff", "loss", "loss_default_pf",
+                           "train_step"]  # the report's row order

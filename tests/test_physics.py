@@ -1,14 +1,19 @@
-"""Physics of the NumPy reference: derivatives, invariances, smoothness, periodic images, precision."""
+"""Physics of the NumPy reference through the shipped checks (dpcore.conformance.checks): derivatives,
+invariances, smoothness, periodic images, supercells, batches; the checks fail on deliberately broken models;
+and the properties the checks do not cover (vacuum box, per-frame types and padding, precision, sel overflow)."""
 
+import copy
 import warnings
 
 import numpy as np
 import pytest
 
-from helpers import random_fparam_aparam, FD_TOL, TOL, make_model, random_system
+from helpers import random_fparam_aparam, TOL, make_model, random_system
 
-H = 1e-3  # finite-difference step, Å (five-point stencil: truncation O(H^4), round-off ~ eps |E| / H)
-STENCIL = ((2, -1 / 12), (1, 8 / 12), (-1, -8 / 12), (-2, 1 / 12))  # (offset in H, weight): f' = sum w f(x + o H) / H
+from dpcore.conformance import cases as C
+from dpcore.conformance import checks
+from dpcore.conformance.checks import assert_passed
+from dpcore.conformance.tolerances import INVARIANCE_TOLERANCES
 
 MODELS = {
     "two_side": {},
@@ -29,137 +34,192 @@ SYSTEMS = {
 }
 
 
-def _system(name, nframes=2, seed=0):
+def _system(model, name, nframes=2, seed=0) -> dict:
+    """A system dict for the checks: coord, atype, box (None for the cluster), fparam / aparam the model needs."""
     coord, atype, box = random_system(nframes=nframes, seed=seed, **SYSTEMS[name])
-    return coord, atype, (None if name == "cluster" else box)
+    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
+    return {"name": name, "coord": coord, "atype": atype, "box": None if name == "cluster" else box,
+            "fparam": fparam, "aparam": aparam}
 
 
-def _energy(model, coord, atype, box, fparam, aparam):
-    return model.evaluate(coord, atype, box, fparam, aparam)["energy"][:, 0]
+def _catalogue_model(name):
+    return C.build_model(C.model_spec(name))
 
 
-def _step(model, coord, atype, box, strain=False):
-    """H, reduced so that no pair distance crosses rcut during the stencil (descriptor exclude_types make
-    the energy jump there by definition, SPEC "Decisions"); a displacement moves a pair by up to 2 H,
-    a strain by up to 2 H rcut."""
-    from dpcore.nlist import build_neighbor_list
-    from dpcore.pairs import pair_inputs, pair_vectors
-
-    rc = model.config["descriptor"]["rcut"]
-    nl = build_neighbor_list(coord, np.broadcast_to(atype, coord.shape[:2]), box, rc + 0.5, [200, 200])
-    pairs = pair_inputs(nl, np.broadcast_to(atype, coord.shape[:2]), 2)
-    r = np.linalg.norm(pair_vectors(coord, None if box is None else box.reshape(-1, 3, 3), pairs), axis=-1)
-    gap = np.abs(r[pairs["nlist_mask"]] - rc).min()
-    return min(H, gap / (4 * rc if strain else 4))
-
-
-def _fd_forces(model, coord, atype, box, fparam, aparam):
-    h = _step(model, coord, atype, box)
-    fd = np.zeros_like(coord)
-    for i in range(coord.shape[1]):
-        for d in range(3):
-            for o, w in STENCIL:
-                c = coord.copy()
-                c[:, i, d] += o * h
-                fd[:, i, d] -= w * _energy(model, c, atype, box, fparam, aparam) / h
-    return fd
-
-
-def _fd_virial(model, coord, atype, box, fparam, aparam):
-    """W[k, d] = -dE/d eps_{dk} for r -> r (I + eps), box -> box (I + eps)."""
-    h = _step(model, coord, atype, box, strain=True)
-    w = np.zeros((coord.shape[0], 3, 3))
-    for a in range(3):
-        for d in range(3):
-            for o, wt in STENCIL:
-                eps = np.eye(3)
-                eps[a, d] += o * h
-                b = None if box is None else (box.reshape(-1, 3, 3) @ eps).reshape(-1, 9)
-                w[:, d, a] -= wt * _energy(model, coord @ eps, atype, b, fparam, aparam) / h
-    return w.reshape(-1, 9)
-
-
+# ------------------------------------------------------------------------------------------------ checks pass
 @pytest.mark.parametrize("system", SYSTEMS)
 @pytest.mark.parametrize("model_name", MODELS)
 def test_forces_and_virial_match_finite_differences(model_name, system):
     model = make_model(**MODELS[model_name])
     model.params["out_bias"][:] = 0.0  # a constant offset only adds round-off to the differences
-    coord, atype, box = _system(system, seed=35)  # no pair near rcut: stencil steps >= 4.5e-4 Å
-    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
-    out = model.evaluate(coord, atype, box, fparam, aparam, atomic=True)
-    fd = _fd_forces(model, coord, atype, box, fparam, aparam)
-    scale = np.abs(fd).max()
-    assert scale > 0
-    assert np.abs(out["force"] - fd).max() <= FD_TOL * scale
-    fdv = _fd_virial(model, coord, atype, box, fparam, aparam)
-    assert np.abs(out["virial"] - fdv).max() <= FD_TOL * np.abs(fdv).max()
-    np.testing.assert_allclose(out["atom_virial"].sum(axis=1), out["virial"], rtol=0, atol=TOL["float64"] * max(np.abs(fdv).max(), 1.0))
-    np.testing.assert_allclose(out["atom_energy"][..., 0].sum(axis=1), out["energy"][:, 0], rtol=TOL["float64"])
+    results = checks.check_finite_differences(model, _system(model, system, seed=35))  # steps >= 4.5e-4 Å
+    assert_passed(results)
+    assert {(r.name, r.output) for r in results} == {("finite_differences", "force"), ("finite_differences", "virial"),
+                                                    ("sum_rules", "atom_energy"), ("sum_rules", "atom_virial")}
+    assert all(r.tol == TOL["float64"] for r in results if r.name == "sum_rules")
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_translation_rotation_permutation_invariance(system):
     model = make_model(**MODELS["fparam_aparam"])
-    coord, atype, box = _system(system, nframes=1)
-    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
-    ref = model.evaluate(coord, atype, box, fparam, aparam, atomic=True)
-    tol = TOL["float64"] * 10
-    # translation
-    out = model.evaluate(coord + np.array([0.3, -1.7, 2.2]), atype, box, fparam, aparam)
-    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=tol)
-    np.testing.assert_allclose(out["force"], ref["force"], rtol=0, atol=tol * np.abs(ref["force"]).max())
-    # rotation of positions and cell: energy invariant, forces and virial covariant
-    rot, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))
-    b = None if box is None else (box.reshape(-1, 3, 3) @ rot).reshape(-1, 9)
-    out = model.evaluate(coord @ rot, atype, b, fparam, aparam)
-    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=tol)
-    np.testing.assert_allclose(out["force"], ref["force"] @ rot, rtol=0, atol=tol * np.abs(ref["force"]).max())
-    vr = rot.T @ ref["virial"].reshape(3, 3) @ rot
-    np.testing.assert_allclose(out["virial"].reshape(3, 3), vr, rtol=0, atol=tol * np.abs(vr).max())
-    # permutation of atoms (per-atom outputs follow)
-    perm = np.random.default_rng(6).permutation(coord.shape[1])
-    out = model.evaluate(coord[:, perm], atype[perm], box, fparam, aparam[:, perm], atomic=True)
-    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=tol)
-    np.testing.assert_allclose(out["force"], ref["force"][:, perm], rtol=0, atol=tol * np.abs(ref["force"]).max())
-    np.testing.assert_allclose(out["atom_virial"], ref["atom_virial"][:, perm], rtol=0,
-                               atol=tol * np.abs(ref["atom_virial"]).max())
+    s = _system(model, system, nframes=1)
+    results = [r for check in (checks.check_translation, checks.check_rotation, checks.check_permutation)
+               for r in check(model, s)]
+    assert_passed(results)
+    assert {r.output for r in results} == {"energy", "atom_energy", "force", "virial", "atom_virial"}
 
 
 @pytest.mark.parametrize("system", ["pbc_triclinic", "small_box"])
 def test_wrapping_by_lattice_vectors(system):
     model = make_model()
-    coord, atype, box = _system(system, nframes=1)
-    ref = model.evaluate(coord, atype, box)
-    n = np.random.default_rng(1).integers(-3, 4, size=(coord.shape[1], 3))
-    moved = coord + (n @ box.reshape(3, 3))[None]
-    out = model.evaluate(moved, atype, box)
-    tol = TOL["float64"] * 100  # positions shifted by up to 3 cells: round-off of |r| ~ 10 Å
-    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=tol)
-    np.testing.assert_allclose(out["force"], ref["force"], rtol=0, atol=tol * np.abs(ref["force"]).max())
-    np.testing.assert_allclose(out["virial"], ref["virial"], rtol=0, atol=tol * np.abs(ref["virial"]).max())
+    assert_passed(checks.check_periodic_images(model, _system(model, system, nframes=1)))
 
 
 def test_small_cell_equals_supercell():
     """A cell smaller than rcut (several image shells) and its 2x2x2 supercell give the same energy per atom."""
-    model = make_model()
-    coord, atype, box = _system("small_box", nframes=1)
-    cell = box.reshape(3, 3)
-    shifts = np.array([[i, j, k] for i in range(2) for j in range(2) for k in range(2)]) @ cell
-    super_coord = (coord[0][None, :, :] + shifts[:, None, :]).reshape(1, -1, 3)
-    super_atype = np.tile(atype, 8)
-    model.config["descriptor"]["sel"] = [48, 48]
     model = make_model(descriptor={"sel": [48, 48]})
-    small = model.evaluate(coord, atype, box)
-    big = model.evaluate(super_coord, super_atype, (2 * cell).reshape(1, 9))
-    np.testing.assert_allclose(big["energy"] / 8, small["energy"], rtol=TOL["float64"] * 10)
-    np.testing.assert_allclose(big["force"][:, : coord.shape[1]], small["force"], rtol=0,
-                               atol=TOL["float64"] * 10 * np.abs(small["force"]).max())
-    np.testing.assert_allclose(big["virial"] / 8, small["virial"], rtol=0, atol=TOL["float64"] * 10 * np.abs(small["virial"]).max())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no sel overflow in the supercell
+        results = checks.check_supercell(model, _system(model, "small_box", nframes=1))
+    assert_passed(results)
+    assert {"energy / 8", "virial / 8", "force"} <= {r.output for r in results}
 
 
+def test_energy_is_smooth_when_a_neighbour_crosses_rcut():
+    results = checks.check_smoothness(make_model())
+    assert_passed(results)
+    assert [r.output for r in results] == ["energy (rcut ± 1e-12 Å)", "force (rcut ± 1e-12 Å)", "energy (rcut ± 0.0001 Å)"]
+
+
+def test_smoothness_skips_the_pairs_of_descriptor_exclude_types():
+    """The energy jumps at rcut for excluded pairs by definition (SPEC "Decisions"): the check leaves them out."""
+    model = make_model(**MODELS["exclude"])
+    results = checks.check_smoothness(model)
+    assert_passed(results)
+    assert "2 type pairs" in results[0].detail
+    cfg = copy.deepcopy(model.config)
+    cfg["descriptor"]["exclude_types"] = []  # the same model, but the check now crosses rcut with all 4 pairs
+    jumpy = checks.check_smoothness(_Broken(model, lambda out, coord, box: out, config=cfg))
+    assert "4 type pairs" in jumpy[0].detail and not jumpy[0].passed
+
+
+def test_batch_independence():
+    model = make_model(**MODELS["fparam_aparam"])
+    assert_passed(checks.check_batch(model, _system(model, "pbc_triclinic", nframes=3)))
+
+
+def test_spin_model_checks():
+    """Every check on a spin model (catalogue "spin", small box: several image shells): force_mag included."""
+    results = checks.run_checks(_catalogue_model("spin"), systems=["small_box"])
+    assert_passed(results)
+    fd = {r.output for r in results if r.name == "finite_differences"}
+    assert fd == {"force", "virial", "force_mag"}
+    assert {r.name for r in results} == set(checks.CHECKS) | {"sum_rules"}
+
+
+def test_all_checks_on_a_catalogue_model_and_a_model_file(tmp_path):
+    results = checks.run_checks(_catalogue_model("two_side"), systems=["pbc_triclinic", "cluster"])
+    assert_passed(results)
+    assert {r.system for r in results} == {"pbc_triclinic", "cluster", "3-atom cluster"}
+    assert not any(r.system == "cluster" and r.name in ("supercell", "periodic_images") for r in results)
+    path = tmp_path / "model.yaml"
+    make_model().save(path)
+    assert_passed(checks.run_checks(str(path), systems=["cluster"], checks=["finite_differences", "rotation"]))
+
+
+def test_float32_model_checks_use_float32_tolerances():
+    model = _catalogue_model("float32")
+    results = checks.run_checks(model, systems=["pbc_triclinic"])
+    assert_passed(results)
+    assert {r.precision for r in results} == {"float32"}
+    inv = [r for r in results if r.name == "rotation"]
+    assert inv and all(r.tol == INVARIANCE_TOLERANCES["float32"] for r in inv)
+
+
+# ------------------------------------------------------------------------------------------------ checks can fail
+class _Broken:
+    """A model whose ``evaluate`` outputs are altered by ``change(out, coord, box)``: everything else delegates."""
+
+    def __init__(self, model, change, config=None):
+        self._model, self._change, self._config = model, change, config
+
+    def __getattr__(self, name):
+        if name == "config" and self._config is not None:
+            return self._config
+        return getattr(self._model, name)
+
+    def evaluate(self, coord, atype, *args, **kwargs):
+        out = self._model.evaluate(coord, atype, *args, **kwargs)
+        box = args[1] if self._model.model_type == "spin_ener" else args[0] if args else kwargs.get("box")
+        return self._change(out, np.asarray(coord, dtype=np.float64), box)
+
+
+def _scale(key, factor=1.01):
+    def change(out, coord, box):
+        if key in out:  # atom_virial only when atomic=True
+            out[key] = out[key] * factor
+        return out
+    return change
+
+
+def _add_energy(fn):
+    """Add ``fn(coord, box)`` (nf,) eV to the energy (per-atom outputs untouched)."""
+    def change(out, coord, box):
+        out["energy"] = out["energy"] + fn(coord, box)[:, None]
+        return out
+    return change
+
+
+def _pairs_within_rcut(coord, box, rc=4.0):
+    d = np.linalg.norm(coord[:, :, None] - coord[:, None], axis=-1)
+    return ((d > 0) & (d < rc)).sum(axis=(1, 2)) / 2
+
+
+BROKEN = {  # name -> (change, check, expected failing (check, output))
+    "force x 1.01": (_scale("force"), checks.check_finite_differences, {("finite_differences", "force")}),
+    "virial x 1.01": (_scale("virial"), checks.check_finite_differences,
+                      {("finite_differences", "virial"), ("sum_rules", "atom_virial")}),
+    "atom_virial x 1.01": (_scale("atom_virial"), checks.check_finite_differences, {("sum_rules", "atom_virial")}),
+    "translation": (_add_energy(lambda c, b: 1e-6 * c[..., 0].sum(1)), checks.check_translation,
+                    {("translation", "energy")}),
+    "rotation": (_add_energy(lambda c, b: 1e-6 * ((c[..., 2] - c[..., 2].mean(1, keepdims=True)) ** 2).sum(1)),
+                 checks.check_rotation, {("rotation", "energy")}),
+    "permutation": (_add_energy(lambda c, b: 1e-6 * c[:, 0, 0]), checks.check_permutation, {("permutation", "energy")}),
+    "periodic images": (_add_energy(lambda c, b: 1e-6 * c.sum((1, 2))), checks.check_periodic_images,
+                        {("periodic_images", "energy")}),
+    "batch": (_add_energy(lambda c, b: np.full(c.shape[0], 1e-6 * c.shape[0])), checks.check_batch, {("batch", "energy")}),
+    "supercell": (_add_energy(lambda c, b: np.full(c.shape[0], 1e-6 * c.shape[1] ** 2)), checks.check_supercell,
+                  {("supercell", "energy / 8")}),
+    "hard cutoff": (_add_energy(lambda c, b: 1e-6 * _pairs_within_rcut(c, b)), checks.check_smoothness,
+                    {("smoothness", "energy (rcut ± 1e-12 Å)"), ("smoothness", "energy (rcut ± 0.0001 Å)")}),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_checks_fail_on_a_broken_model(name):
+    change, check, expected = BROKEN[name]
+    model = make_model()
+    broken = _Broken(model, change)
+    args = () if check is checks.check_smoothness else (_system(model, "pbc_triclinic", seed=35),)
+    assert_passed(check(model, *args))  # the intact model passes the same check
+    results = check(broken, *args)
+    failed = {(r.name, r.output) for r in results if not r.passed}
+    assert failed == expected, checks.format_table(results)
+    with pytest.raises(AssertionError, match="physics check"):
+        assert_passed(results)
+
+
+def test_finite_difference_check_fails_on_broken_magnetic_forces():
+    spin = _catalogue_model("spin")
+    results = checks.check_finite_differences(_Broken(spin, _scale("force_mag")), "small_box")
+    assert {(r.name, r.output) for r in results if not r.passed} == {("finite_differences", "force_mag")}
+    assert 5e-3 < next(r.error for r in results if r.output == "force_mag") < 2e-2
+
+
+# ------------------------------------------------------------------------------------------------ not in the checks
 def test_cluster_in_large_box_equals_non_periodic():
     model = make_model()
-    coord, atype, _ = _system("cluster", nframes=1)
+    coord, atype, _ = random_system(nframes=1, **SYSTEMS["cluster"])
     box = np.diag([40.0, 41.0, 42.0]).reshape(1, 9)
     a = model.evaluate(coord, atype, None)
     b = model.evaluate(coord + 10.0, atype, box)
@@ -167,40 +227,10 @@ def test_cluster_in_large_box_equals_non_periodic():
     np.testing.assert_allclose(b["force"], a["force"], rtol=0, atol=TOL["float64"] * np.abs(a["force"]).max())
 
 
-def test_energy_is_smooth_when_a_neighbour_crosses_rcut():
-    model = make_model()
-    rc = model.config["descriptor"]["rcut"]
-    atype = np.array([0, 1, 1])
-    base = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-    energies, forces = [], []
-    for x in (rc - 1e-4, rc - 1e-12, rc + 1e-12, rc + 1e-4):
-        c = base.copy()
-        c[2, 0] = x
-        out = model.evaluate(c[None], atype)
-        energies.append(out["energy"][0, 0])
-        forces.append(out["force"][0])
-    # C2 switch: the energy change over 1e-4 Å at the cutoff is O(1e-12), the jump across it ~ 0
-    assert abs(energies[1] - energies[2]) < 1e-13
-    assert abs(energies[0] - energies[3]) < 1e-10
-    assert np.abs(forces[1] - forces[2]).max() < 1e-10
-
-
-def test_batch_independence():
-    model = make_model(**MODELS["fparam_aparam"])
-    coord, atype, box = _system("pbc_triclinic", nframes=3)
-    fparam, aparam = random_fparam_aparam(model, *coord.shape[:2])
-    batch = model.evaluate(coord, atype, box, fparam, aparam, atomic=True)
-    for f in range(3):
-        one = model.evaluate(coord[f:f + 1], atype, box[f:f + 1], fparam[f:f + 1], aparam[f:f + 1], atomic=True)
-        for key in ("energy", "force", "virial", "atom_virial"):
-            np.testing.assert_allclose(batch[key][f:f + 1], one[key], rtol=0,
-                                       atol=TOL["float64"] * max(np.abs(one[key]).max(), 1.0))
-
-
 def test_frames_with_different_types_and_padding():
     """Per-frame types (no type sorting) and padding atoms (atype -1) give the same numbers as the real atoms alone."""
     model = make_model(descriptor={"type_one_side": False})
-    coord, atype, box = _system("pbc_triclinic", nframes=2)
+    coord, atype, box = random_system(nframes=2, **SYSTEMS["pbc_triclinic"])
     atypes = np.stack([atype, np.roll(atype, 1)])
     batch = model.evaluate(coord, atypes, box, atomic=True)
     for f in range(2):
@@ -219,7 +249,7 @@ def test_frames_with_different_types_and_padding():
 def test_float32_agrees_with_float64():
     m64 = make_model()
     m32 = make_model(descriptor={"precision": "float32"}, fitting={"precision": "float32"})
-    coord, atype, box = _system("pbc_triclinic")
+    coord, atype, box = random_system(**SYSTEMS["pbc_triclinic"])
     a, b = m64.evaluate(coord, atype, box), m32.evaluate(coord, atype, box)
     assert b["energy"].dtype == np.float64 and b["virial"].dtype == np.float64
     np.testing.assert_allclose(b["energy"], a["energy"], rtol=TOL["float32"])
@@ -231,6 +261,6 @@ def test_sel_overflow_warns_with_counts():
     from dpcore.nlist import SelOverflowWarning
 
     model = make_model(descriptor={"sel": [2, 3]})
-    coord, atype, box = _system("pbc_triclinic", nframes=1)
+    coord, atype, box = random_system(nframes=1, **SYSTEMS["pbc_triclinic"])
     with pytest.warns(SelOverflowWarning, match=r"sel\[\d\] = \d"):
         model.evaluate(coord, atype, box)
