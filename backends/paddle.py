@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frameworks import load_framework
+from .frameworks import load_framework as _load_framework
 
-load_framework("paddle")  # quiet, and refused where it would crash the process
+_load_framework("paddle")  # quiet, and refused where it would crash the process
 import paddle  # noqa: E402
 
 from dpcore.xp import register_namespace

@@ -26,9 +26,9 @@ import builtins as _builtins
 
 import numpy as _np
 
-from .frameworks import load_framework
+from .frameworks import load_framework as _load_framework
 
-load_framework("paddle")  # quiet, and refused where it would crash the process
+_load_framework("paddle")  # quiet, and refused where it would crash the process
 import paddle as _paddle  # noqa: E402
 
 __array_api_version__ = "2023.12"

@@ -17,9 +17,9 @@ import os
 
 import numpy as np
 
-from .frameworks import load_framework
+from .frameworks import load_framework as _load_framework
 
-load_framework("tensorflow")  # quiet, and refused where it would crash the process
+_load_framework("tensorflow")  # quiet, and refused where it would crash the process
 import tensorflow as tf  # noqa: E402
 
 from . import tf_namespace

@@ -1,5 +1,7 @@
 """Framework tests live in tests/isolated/ and run one backend per process (paddle segfaults when
-imported after tensorflow); tests/test_isolated.py launches them.  Set DPCORE_ISOLATED=1 to collect them."""
+imported after tensorflow); tests/test_isolated.py launches each (module, backend) pair.  To run one by hand:
+``DPCORE_ISOLATED=1 DPCORE_TEST_BACKEND=torch python -m pytest tests/isolated/test_torch_jax.py``
+(tests/helpers/isolation.py)."""
 
 import os
 

@@ -13,8 +13,8 @@ from dpcore.train.checkpoint import write_checkpoint
 from dpcore.cli import main
 
 from helpers import TOL, make_model, random_system
+from helpers.deepmd_kit import PYTHON as DPKIT_PYTHON, env as dpkit_env, requires_deepmd_kit
 
-DPKIT_PYTHON = Path("/tmp/dpkit-venv/bin/python")
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +87,14 @@ DPKIT_EVAL = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not DPKIT_PYTHON.exists(), reason="no DeePMD-kit venv at /tmp/dpkit-venv")
+@requires_deepmd_kit
 def test_deepmd_kit_reads_frozen_model(tmp_path, save_dir, model):
     out = tmp_path / "frozen.dp"
     assert main(["freeze", str(save_dir), "-o", str(out)]) == 0
     coord, atype, box = random_system(natoms=8, nframes=2, seed=4)
     np.savez(tmp_path / "in.npz", coord=coord, atype=np.broadcast_to(atype, (2, 8)), box=box)
     proc = subprocess.run([str(DPKIT_PYTHON), "-c", DPKIT_EVAL, str(out), str(tmp_path / "in.npz")],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=dpkit_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     energy = np.array(json.loads(proc.stdout.strip().splitlines()[-1])["energy"])
     np.testing.assert_allclose(energy, model.evaluate(coord, atype, box)["energy"].ravel(), rtol=1e-10)

@@ -10,7 +10,8 @@ import pytest
 from dpcore.cli import main
 from dpcore.infer.metrics import ErrorStat, energy_errors, error_stat, merge_errors
 
-from helpers import make_model, random_system
+from helpers import TOL, make_model, random_system
+from helpers.deepmd_kit import DP, env as dpkit_env, requires_deepmd_kit
 
 TYPES = np.array([1, 0, 1, 1, 0, 1])  # deliberately not sorted by type
 
@@ -129,12 +130,12 @@ def test_detail_files_in_file_atom_order(tmp_path, model, model_file):
             .endswith(": data_fx data_fy data_fz pred_fx pred_fy pred_fz"))
     f = np.loadtxt(prefix.with_suffix(".f.out"))
     np.testing.assert_allclose(f[:, :3], lab["force"].reshape(-1, 3), rtol=1e-15)  # file order, row per atom
-    np.testing.assert_allclose(f[:, 3:], out["force"].reshape(-1, 3), rtol=1e-12)
+    np.testing.assert_allclose(f[:, 3:], out["force"].reshape(-1, 3), rtol=TOL["float64"])
     e = np.loadtxt(prefix.with_suffix(".e.out"))
     np.testing.assert_allclose(e, np.column_stack([lab["energy"], out["energy"].ravel()]), rtol=1e-15)
     np.testing.assert_allclose(np.loadtxt(prefix.with_suffix(".e_peratom.out")), e / n, rtol=1e-15)
     v = np.loadtxt(prefix.with_suffix(".v.out"))
-    np.testing.assert_allclose(v[:, 9:], out["virial"], rtol=1e-12)
+    np.testing.assert_allclose(v[:, 9:], out["virial"], rtol=TOL["float64"])
     np.testing.assert_allclose(np.loadtxt(prefix.with_suffix(".v_peratom.out")), v / n, rtol=1e-15)
     s = np.loadtxt(prefix.with_suffix(".s.out"))
     np.testing.assert_allclose(s, -v / np.abs(np.linalg.det(box.reshape(nf, 3, 3)))[:, None], rtol=1e-14)
@@ -223,8 +224,7 @@ def test_metrics_force_mag_over_magnetic_atoms_only():
 
 # ------------------------------------------------------------------------------------- spin models
 def _spin_model():
-    SpinEnergyModel = pytest.importorskip("dpcore.model.spin_model").SpinEnergyModel
-
+    from dpcore import SpinEnergyModel
     from helpers import make_config
 
     cfg = make_config()
@@ -264,7 +264,7 @@ def test_spin_model_reports_force_mag_over_magnetic_atoms(tmp_path, capsys):
     fm = np.loadtxt(prefix.with_suffix(".fm.out"))
     assert fm.shape == (nf * mag.sum(), 6)  # magnetic atoms only, file order
     np.testing.assert_allclose(fm[:, :3], fm_label[:, mag].reshape(-1, 3), rtol=1e-15)
-    np.testing.assert_allclose(fm[:, 3:], out["force_mag"][:, mag].reshape(-1, 3), rtol=1e-12)
+    np.testing.assert_allclose(fm[:, 3:], out["force_mag"][:, mag].reshape(-1, 3), rtol=TOL["float64"])
 
 
 def test_spin_model_without_spin_data_is_a_clear_error(tmp_path, model, capsys):
@@ -276,17 +276,16 @@ def test_spin_model_without_spin_data_is_a_clear_error(tmp_path, model, capsys):
 
 
 # ------------------------------------------------------------------------------------- vs DeePMD-kit
-DP = Path("/tmp/dpkit-venv/bin/dp")
 
 
-@pytest.mark.skipif(not DP.exists(), reason="no DeePMD-kit venv at /tmp/dpkit-venv")
+@requires_deepmd_kit
 def test_same_report_and_detail_files_as_deepmd_kit(tmp_path, model, model_file, capsys):
     """DeePMD-kit 3.2 ``dp test`` on the same model file and data: same energy errors and detail layout
     (its NumPy backend returns NaN forces, so only the data columns of .f.out are compared)."""
     rng = np.random.default_rng(8)
     write_system(tmp_path / "sys", model, nframes=3, shift={"energy": rng.normal(size=3)})
     proc = subprocess.run([str(DP), "test", "-m", str(model_file), "-s", str(tmp_path / "sys"), "-d",
-                           str(tmp_path / "dp")], capture_output=True, text=True, timeout=300)
+                           str(tmp_path / "dp")], capture_output=True, text=True, timeout=300, env=dpkit_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     theirs = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"INFO\s+(Energy [A-Za-z/ ]+?)\s*: (\S+)", proc.stderr + proc.stdout)}
     assert main(["test", "-m", str(model_file), "-s", str(tmp_path / "sys"), "-d", str(tmp_path / "us")]) == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import load_example_script
+from helpers import TOL, load_example_script
 from dpcore.data import label_specs, load_systems
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "spin"
@@ -79,7 +79,7 @@ def test_virial_is_minus_the_strain_derivative_at_fixed_spins(frame):
 def test_interactions_vanish_smoothly_at_the_cutoff():
     r = np.array([make_data.RC - 1e-6, make_data.RC, make_data.RC + 0.1])
     for v, dv in (make_data.exchange(r), make_data.morse(r, np.zeros(3, int), np.ones(3, int))):
-        np.testing.assert_allclose(v, 0.0, atol=1e-12)
+        np.testing.assert_allclose(v, 0.0, atol=TOL["float64"])
         np.testing.assert_allclose(dv, 0.0, atol=1e-10)
 
 
@@ -93,7 +93,7 @@ def test_images_of_a_small_cell_are_all_counted():
     # exchange with its own images only scales |s|^2: no torque, force_mag parallel to s
     lab = make_data.labels(np.zeros((1, 3)), (a * np.eye(3)).reshape(9), np.array([0]), np.array([[0.0, 0, 2.0]]))
     np.testing.assert_allclose(lab["force_mag"][0, :2], 0.0, atol=1e-15)
-    np.testing.assert_allclose(lab["force"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(lab["force"], 0.0, atol=TOL["float64"])
 
 
 def test_data_is_read_by_dpcore_with_spin_labels(data):

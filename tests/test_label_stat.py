@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dpcore.stat.labels import energy_bias, fparam_aparam_stats, param_stats, sample_stat_frames
+from helpers import TOL
 
 DATA = Path("/work/shared/data")
 
@@ -97,7 +98,7 @@ def test_energy_bias_min_norm_absent_type_and_skipped_systems():
     n = np.array([[2, 4, 0], [1, 2, 0]])
     out = energy_bias([sample(n, [10.0, 5.0]), sample([[1, 1, 1]], [1e6], find_energy=0.0)],
                       ntypes=3)
-    np.testing.assert_allclose(out["out_bias"][0, :, 0], [1.0, 2.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(out["out_bias"][0, :, 0], [1.0, 2.0, 0.0], atol=TOL["float64"])
 
 
 def test_energy_bias_exclude_and_preset():
@@ -158,5 +159,5 @@ def test_water_energy_bias_on_fixed_frames():
     y = np.concatenate([b["energy"][:, 0] for b in stat])
     n = np.array([64.0, 128.0])
     b_hand = (y.mean() / (n @ n)) * n
-    np.testing.assert_allclose(out["out_bias"][0, :, 0], b_hand, rtol=1e-12)
+    np.testing.assert_allclose(out["out_bias"][0, :, 0], b_hand, rtol=TOL["float64"])
     assert out["out_bias"].dtype == np.float64

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dpcore.data import DataError, DeepmdSystem, label_specs
+from helpers import TOL
 
 SPIN = label_specs(spin=True)
 TYPE_MAP = ["Ni", "O"]
@@ -81,7 +82,7 @@ def test_the_described_conversion_gives_readable_deepspin_data(tmp_path):
     s = DeepmdSystem(write(tmp_path / "converted", converted, TYPE_MAP), type_map=TYPE_MAP, labels=SPIN)
     direct = DeepmdSystem(write(tmp_path / "direct", real, TYPE_MAP), type_map=TYPE_MAP, labels=SPIN)
     for k in ("spin", "force_mag", "force"):
-        np.testing.assert_allclose(s.data[k], direct.data[k], atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(s.data[k], direct.data[k], atol=TOL["float64"], err_msg=k)
         assert s.find[k].tolist() == [1.0, 1.0]
 
 
