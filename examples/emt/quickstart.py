@@ -70,6 +70,7 @@ def main(argv=None) -> int:
         _make_data_module().main(["--out", str(data), "--frames", str(args.frames),
                                   "--valid-frames", str(max(1, args.frames // 3))])
     model = run / "emt.dp"
+    run.mkdir(parents=True, exist_ok=True)  # for -o out.json (train makes the rest)
     steps = [] if args.numb_steps is None else ["--numb-steps", str(args.numb_steps)]
     commands = [
         ["train", str(_input_for(root)), "--backend", args.backend, "-o", _rel(run / "out.json"), *steps],
