@@ -1,0 +1,200 @@
+"""dpcore against DeePMD-kit on the same weights and input, side by side in one run.
+
+    python benchmarks/bench_vs_deepmd.py [--rounds 3] [--calls 15] [--replicate 1] [--only dpcore:jax,dpkit:pth]
+
+The water se_e2_a model (DeePMD-kit's water example sizes, statistics from the water data) is written by
+dpcore as ``model.dp``; DeePMD-kit's ``dp convert-backend`` makes ``model.pth`` (PyTorch) and ``model.pb``
+(TensorFlow) from it, and ``dp --tf compress`` a compressed ``.pb`` when it can.  Every measurement is one
+process (a fresh interpreter per backend and file) that evaluates energy + forces + virial of the same frame
+(water ``data_0`` frame 0, 192 atoms; ``--replicate n`` repeats the cell n x n x n) ``--calls`` times after a
+warm-up and reports the median and its own peak memory (ru_maxrss).  Rounds are interleaved (every
+measurement once per round, the order rotating), threads are 1 everywhere (the settings are printed), and
+the load average is printed with the table.  Needs ../shared/data/water and the DeePMD-kit venv of
+``bash .ci/deepmd_venv.sh`` (``DPCORE_DPKIT_VENV``, default .dpkit-venv/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WATER = ROOT.parent / "shared" / "data" / "water" / "data_0"
+VENV = Path(os.environ.get("DPCORE_DPKIT_VENV", ROOT / ".dpkit-venv"))
+MODEL = {"type_map": ["O", "H"],
+         "descriptor": {"type": "se_e2_a", "sel": [46, 92], "rcut_smth": 0.5, "rcut": 6.0, "neuron": [25, 50, 100],
+                        "resnet_dt": False, "axis_neuron": 16, "type_one_side": False, "seed": 1},
+         "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True, "seed": 1}}
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+           "DP_INTRA_OP_PARALLELISM_THREADS": "1", "DP_INTER_OP_PARALLELISM_THREADS": "1",
+           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+DPCORE_BACKENDS = ("numpy", "jax", "torch", "tensorflow", "paddle")
+TWINS = {"torch": "pth", "tensorflow": "pb", "numpy": None, "jax": None, "paddle": None}
+
+# one measurement in its own process: prints {"ms": [...], "maxrss_mb": ..., "energy": ...}
+WORKER = r"""
+import json, resource, sys, time
+import numpy as np
+kind, model_file, frame_file, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+f = np.load(frame_file)
+coord, atype, box = f["coord"], f["atype"], f["box"]
+if kind.startswith("dpkit"):
+    from deepmd.infer import DeepPot
+    dp = DeepPot(model_file)
+    def call():
+        e, frc, v = dp.eval(coord.reshape(1, -1), box, atype)[:3]
+        return float(np.asarray(e).ravel()[0])
+else:
+    import dpcore
+    backend = kind.split(":", 1)[1]
+    if backend == "torch":
+        import torch; torch.set_num_threads(1); torch.set_num_interop_threads(1)
+    if backend == "tensorflow":
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(1); tf.config.threading.set_inter_op_parallelism_threads(1)
+    model = dpcore.load(model_file)
+    def call():
+        out = model.evaluate(coord, atype, box, backend=backend)
+        return float(out["energy"][0, 0])
+energy = call()
+ms = []
+for _ in range(calls):
+    t0 = time.perf_counter(); call(); ms.append(1e3 * (time.perf_counter() - t0))
+print(json.dumps({"ms": ms, "energy": energy, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def water_frame(replicate: int):
+    coord = np.load(WATER / "set.000" / "coord.npy")[:1].reshape(1, -1, 3)
+    box = np.load(WATER / "set.000" / "box.npy")[:1].reshape(3, 3)
+    atype = np.loadtxt(WATER / "type.raw", dtype=int)
+    shifts = np.array([[i, j, k] for i in range(replicate) for j in range(replicate) for k in range(replicate)])
+    coord = (coord[:, None, :, :] + (shifts @ box)[None, :, None, :]).reshape(1, -1, 3)
+    return coord, np.tile(atype, len(shifts)), (box * replicate).reshape(1, 9)
+
+
+def build_model(workdir: Path) -> Path:
+    """The water model with descriptor statistics and energy bias from the water data, saved as model.dp."""
+    import dpcore
+    from dpcore.stat.descriptor import descriptor_stats
+
+    model = dpcore.model_from_config(MODEL, seed=1)
+    coord = np.load(WATER / "set.000" / "coord.npy")[:10]
+    frames = [{"coord": coord.reshape(10, -1, 3), "atype": np.tile(np.loadtxt(WATER / "type.raw", dtype=int), (10, 1)),
+               "box": np.load(WATER / "set.000" / "box.npy")[:10]}]
+    davg, dstd = descriptor_stats(model.config, frames)
+    params = model.params
+    params["descriptor"]["davg"], params["descriptor"]["dstd"] = davg, dstd
+    params["out_bias"] = np.array([-93.6, -187.2]) / 3.0  # ~ eV per atom of water, so the energies are realistic
+    model.set_params(params)
+    path = workdir / "model.dp"
+    model.save(path)
+    return path
+
+
+def dpkit(args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV / "bin" / args[0]), *map(str, args[1:])], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **THREADS}, timeout=1800)
+
+
+def deepmd_files(dp_file: Path) -> dict:
+    """DeePMD-kit's files of the same weights: {"pth": path, "pb": path, "pb-compressed": path} (those that work)."""
+    out = {}
+    for suffix in ("pth", "pb"):
+        target = dp_file.with_suffix(f".{suffix}")
+        proc = dpkit(["dp", "convert-backend", dp_file, target], dp_file.parent)
+        if proc.returncode == 0:
+            out[suffix] = target
+        else:
+            print(f"dp convert-backend -> .{suffix} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    if "pb" in out:
+        target = dp_file.with_name("model-compressed.pb")
+        proc = dpkit(["dp", "--tf", "compress", "-i", out["pb"], "-o", target, "-t", dp_file.parent / "input.json"],
+                     dp_file.parent)
+        if proc.returncode == 0:
+            out["pb-compressed"] = target
+        else:
+            print(f"dp --tf compress failed: {[l for l in proc.stderr.splitlines() if 'Error' in l][-1:]}", file=sys.stderr)
+    return out
+
+
+def measure(kind: str, model_file: Path, frame_file: Path, calls: int) -> dict:
+    python = str(VENV / "bin" / "python") if kind.startswith("dpkit") else sys.executable
+    env = {**os.environ, **THREADS}
+    if kind.startswith("dpkit"):
+        env.pop("PYTHONPATH", None)  # DeePMD-kit's venv, not this project's paths
+    proc = subprocess.run([python, "-c", WORKER, kind, str(model_file), str(frame_file), str(calls)],
+                          capture_output=True, text=True, env=env, timeout=3600)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--calls", type=int, default=15)
+    p.add_argument("--replicate", type=int, default=1, help="n x n x n copies of the 192-atom cell")
+    p.add_argument("--only", default=None, help="comma-separated measurements, e.g. dpcore:jax,dpkit:pth")
+    args = p.parse_args()
+    if not (WATER / "type.raw").exists():
+        sys.exit(f"water data not found at {WATER}")
+    work = Path(tempfile.mkdtemp(prefix="dpcore-bench-"))
+    dp_file = build_model(work)
+    # what `dp --tf compress -t` reads: the model and the training data (for its neighbour statistics)
+    (work / "input.json").write_text(json.dumps({
+        "model": MODEL, "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-8, "decay_steps": 5000},
+        "loss": {"type": "ener"}, "training": {"training_data": {"systems": [str(WATER)], "batch_size": 1},
+                                               "numb_steps": 1}}))
+    coord, atype, box = water_frame(args.replicate)
+    np.savez(work / "frame.npz", coord=coord, atype=atype, box=box)
+    files = deepmd_files(dp_file) if (VENV / "bin" / "dp").exists() else {}
+    kinds = {f"dpcore:{b}": dp_file for b in DPCORE_BACKENDS}
+    kinds.update({f"dpkit:{k}": v for k, v in files.items()})
+    if args.only:
+        kinds = {k: v for k, v in kinds.items() if k in args.only.split(",")}
+    results = {k: [] for k in kinds}
+    peaks, energies, errors = {}, {}, {}
+    order = list(kinds)
+    for r in range(args.rounds):
+        for k in order[r % len(order):] + order[: r % len(order)]:
+            res = measure(k, kinds[k], work / "frame.npz", args.calls)
+            if "error" in res:
+                errors[k] = res["error"]
+                continue
+            results[k] += res["ms"]
+            peaks[k] = max(peaks.get(k, 0.0), res["maxrss_mb"])
+            energies[k] = res["energy"]
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    print(f"\n{coord.shape[1]} atoms, float64, energy + forces + virial, 1 thread ({', '.join(f'{k}={v}' for k, v in THREADS.items() if 'THREAD' in k)}); "
+          f"median over {args.rounds} rounds x {args.calls} calls; load average {os.getloadavg()}\n")
+    print("| measurement | ms/frame (median) | peak MB | energy (eV) | vs DeePMD-kit twin | vs DeePMD-kit fastest |")
+    print("|---|---|---|---|---|---|")
+    ref = next((energies[k] for k in kinds if k.startswith("dpcore") and k in energies), None)
+    med = {k: float(np.median(v)) for k, v in results.items() if v}
+    fastest = min((v for k, v in med.items() if k.startswith("dpkit")), default=None)
+    for k in kinds:
+        if k not in med:
+            print(f"| {k} | failed: {errors.get(k, '?')[:80]} | | | | |")
+            continue
+        twin = TWINS.get(k.split(":", 1)[1]) if k.startswith("dpcore") else None
+        tw = f"{med[f'dpkit:{twin}'] / med[k]:.2f}x" if twin and f"dpkit:{twin}" in med else ""
+        fa = f"{fastest / med[k]:.2f}x" if fastest and k.startswith("dpcore") else ""
+        wrong = ref is not None and abs(energies[k] - ref) > 1e-8 * abs(ref)
+        energy = f"{energies[k]:.6f}" + (f" (WRONG: dpcore {ref:.6f})" if wrong else "")
+        print(f"| {k} | {med[k]:.1f} | {peaks[k]:.0f} | {energy} | {tw} | {fa} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
