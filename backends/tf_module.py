@@ -22,6 +22,7 @@ from .frameworks import load_framework as _load_framework
 _load_framework("tensorflow")  # quiet, and refused where it would crash the process
 import tensorflow as tf  # noqa: E402
 
+from dpcore.descriptor import get_descriptor
 from dpcore.model import energy
 from dpcore.nlist import build_neighbor_list
 from dpcore.pairs import pair_inputs
@@ -96,7 +97,8 @@ class TFEnergyModel(tf.Module):
         d = cfg["descriptor"]
         ntypes = len(cfg["type_map"])
         nf, nloc = coord.shape[0], coord.shape[1]
-        nnei = sum(d["sel"])
+        sel = get_descriptor(d["type"]).nlist_sel(d)
+        nnei = sel if isinstance(sel, int) else sum(sel)
         keys = ["nlist_mask", "nei_owner", "pair_shift", "nei_type", "centre_type", "atom_mask"]
         shapes = [(nf, nloc, nnei), (nf, nloc, nnei), (nf, nloc, nnei, 3), (nf, nloc, nnei), (nf, nloc), (nf, nloc)]
         dtypes = [tf.bool, tf.int64, tf.float64, tf.int64, tf.int64, tf.bool]
@@ -106,7 +108,7 @@ class TFEnergyModel(tf.Module):
         def host(c, a, *b):
             if np.max(a, initial=-1) >= ntypes:
                 raise ValueError(f"atype contains type {np.max(a)} but the model has {ntypes} types")
-            nl = build_neighbor_list(c, a, b[0].reshape(nf, 9) if b else None, d["rcut"], d["sel"],
+            nl = build_neighbor_list(c, a, b[0].reshape(nf, 9) if b else None, d["rcut"], sel,
                                      cfg.get("pair_exclude_types", ()))
             out = pair_inputs(nl, a, ntypes, d.get("exclude_types", ()), cfg.get("atom_exclude_types", ()))
             return [np.asarray(out[k], dtype=dt.as_numpy_dtype) for k, dt in zip(keys, dtypes)]

@@ -11,6 +11,10 @@ warm-up and reports the median and its own peak memory (ru_maxrss).  Rounds are 
 measurement once per round, the order rotating), threads are 1 everywhere (the settings are printed), and
 the load average is printed with the table.  Needs ../shared/data/water and the DeePMD-kit venv of
 ``bash .ci/deepmd_venv.sh`` (``DPCORE_DPKIT_VENV``, default .dpkit-venv/).
+
+Compressed models (default; ``--no-compressed`` skips them): ``dpcore compress -t input.json`` (min_nbor_dist
+from the water data, default step 0.01) makes ``model-compressed.dp``, measured on every dpcore backend as
+``dpcore-compressed:<backend>``; a second table gives compressed vs uncompressed ms/frame per backend.
 """
 
 from __future__ import annotations
@@ -140,12 +144,44 @@ def measure(kind: str, model_file: Path, frame_file: Path, calls: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def compressed_model(dp_file: Path) -> Path:
+    """``dpcore compress -i model.dp -o model-compressed.dp -t input.json`` (made once per run)."""
+    target = dp_file.with_name("model-compressed.dp")
+    if not target.exists():
+        from dpcore.cli import main as dpcore_main
+
+        code = dpcore_main(["compress", "-i", str(dp_file), "-o", str(target), "-t", str(dp_file.parent / "input.json")])
+        if code:
+            sys.exit(f"dpcore compress failed (exit {code})")
+    return target
+
+
+def print_compressed_table(med: dict, energies: dict, peaks: dict) -> None:
+    """Compressed vs uncompressed ms/frame per dpcore backend, with the energy difference (eV)."""
+    print("\n| backend | uncompressed ms/frame | compressed ms/frame | speed-up | compressed peak MB | "
+          "E(compressed) - E(uncompressed) (eV) |")
+    print("|---|---|---|---|---|---|")
+    for b in DPCORE_BACKENDS:
+        u, c = f"dpcore:{b}", f"dpcore-compressed:{b}"
+        if u not in med or c not in med:
+            print(f"| {b} | {med.get(u, float('nan')):.1f} | {med.get(c, float('nan')):.1f} | | | |")
+            continue
+        print(f"| {b} | {med[u]:.1f} | {med[c]:.1f} | {med[u] / med[c]:.2f}x | {peaks[c]:.0f} | "
+              f"{energies[c] - energies[u]:.1e} |")
+    if "dpkit:pb" in med and "dpkit:pb-compressed" in med:
+        print(f"| DeePMD-kit TF (.pb) | {med['dpkit:pb']:.1f} | {med['dpkit:pb-compressed']:.1f} | "
+              f"{med['dpkit:pb'] / med['dpkit:pb-compressed']:.2f}x | {peaks['dpkit:pb-compressed']:.0f} | "
+              f"{energies['dpkit:pb-compressed'] - energies['dpkit:pb']:.1e} |")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--calls", type=int, default=15)
     p.add_argument("--replicate", type=int, default=1, help="n x n x n copies of the 192-atom cell")
     p.add_argument("--only", default=None, help="comma-separated measurements, e.g. dpcore:jax,dpkit:pth")
+    p.add_argument("--no-compressed", dest="compressed", action="store_false",
+                   help="skip dpcore's compressed model (dpcore-compressed:<backend>)")
     args = p.parse_args()
     if not (WATER / "type.raw").exists():
         sys.exit(f"water data not found at {WATER}")
@@ -160,6 +196,8 @@ def main() -> int:
     np.savez(work / "frame.npz", coord=coord, atype=atype, box=box)
     files = deepmd_files(dp_file) if (VENV / "bin" / "dp").exists() else {}
     kinds = {f"dpcore:{b}": dp_file for b in DPCORE_BACKENDS}
+    if args.compressed:
+        kinds.update({f"dpcore-compressed:{b}": compressed_model(dp_file) for b in DPCORE_BACKENDS})
     kinds.update({f"dpkit:{k}": v for k, v in files.items()})
     if args.only:
         kinds = {k: v for k, v in kinds.items() if k in args.only.split(",")}
@@ -193,6 +231,8 @@ def main() -> int:
         wrong = ref is not None and abs(energies[k] - ref) > 1e-8 * abs(ref)
         energy = f"{energies[k]:.6f}" + (f" (WRONG: dpcore {ref:.6f})" if wrong else "")
         print(f"| {k} | {med[k]:.1f} | {peaks[k]:.0f} | {energy} | {tw} | {fa} |")
+    if args.compressed:
+        print_compressed_table(med, energies, peaks)
     return 0
 
 

@@ -13,6 +13,9 @@ Model specs
         A config with a ``spin`` section builds a :class:`~dpcore.model.spin_model.SpinEnergyModel`
         (its 2n-type backbone gets the random statistics).
     ``{"kind": "file", "path": "model.dp"}``   a DeePMD-kit model file, used as stored.
+    Either config spec may carry ``"compress": {"min_nbor_dist": Å, "step": .., "extrapolate": ..}``: the
+        model's embedding nets are then tabulated (:func:`dpcore.descriptor.tabulate.compress_model`) after
+        the statistics are set (catalogue models named ``*_compressed``, catalogue "compress").
 
 System specs (sizes follow the model's ``rcut`` and ``sel``, so the same spec fits any model)
     ``kind``       "periodic" (box rows = lattice vectors) or "cluster" (no box, non-PBC);
@@ -108,7 +111,62 @@ FULL = [
 ]
 QUICK = FULL[:6]
 SPIN = [c for c in FULL if c[0].startswith("spin")]
+
+# -- compressed models (dpcore compress, SPEC_COMPRESS): a catalogue model with its embedding nets tabulated after
+# the statistics are set.  min_nbor_dist (Å) at or below the systems' closest pairs keeps every input inside the
+# tables (spin: the virtual atoms sit 0.15-0.6 Å from their atoms); "extrapolated" (min_nbor_dist 3 Å, extrapolate 2,
+# pairs down to 0.3 Å) puts inputs in the coarse part and past the end of the tables, so the C1 linear
+# extrapolation is compared across backends too.
+COMPRESSED = {  # name -> (catalogue model, compress_model keyword arguments)
+    "two_side_compressed": ("two_side", {"min_nbor_dist": 0.9}),
+    "one_side_compressed": ("one_side", {"min_nbor_dist": 0.9}),
+    "float32_compressed": ("float32", {"min_nbor_dist": 0.9}),
+    "exclusions_compressed": ("exclusions", {"min_nbor_dist": 0.9, "step": 0.02}),
+    "extrapolated_compressed": ("two_side", {"min_nbor_dist": 3.0, "extrapolate": 2}),
+    "spin_compressed": ("spin", {"min_nbor_dist": 0.15}),
+    "spin_float32_compressed": ("spin_float32", {"min_nbor_dist": 0.15}),
+}
+MODELS.update({name: MODELS[base] for name, (base, _) in COMPRESSED.items()})
+SYSTEMS["close_pairs"] = dict(PERIODIC, natoms=12, min_dist=0.3, seed=109)  # pairs down to 0.3 Å
+COMPRESS_CASES = [("two_side_compressed", "pbc_triclinic"), ("one_side_compressed", "cluster"),
+                  ("float32_compressed", "pbc_triclinic"), ("exclusions_compressed", "pbc_three_types"),
+                  ("extrapolated_compressed", "close_pairs"), ("spin_compressed", "pbc_triclinic"),
+                  ("spin_float32_compressed", "pbc_orthorhombic")]
+FULL += COMPRESS_CASES
+SPIN += [c for c in COMPRESS_CASES if c[0].startswith("spin")]
 CATALOGUES = {"quick": QUICK, "full": FULL, "spin": SPIN}
+CATALOGUES["compress"] = COMPRESS_CASES
+
+# -- DPA-1 (SPEC_DPA1): mixed-type neighbour list (``sel`` one int), type embedding, gated attention, one fitting
+# net for all types.  Full normalised descriptor sections: concat without smoothing and davg != 0 (empty slots
+# typed as the frame's first atom, which per_frame_types and padding atoms vary), se_atten_v2 in float32 with
+# exclusions, and a spin model (sel not doubled).
+DPA1_DESCRIPTOR = {
+    "type": "dpa1", "sel": 48, "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8], "axis_neuron": 4,
+    "activation_function": "tanh", "resnet_dt": False, "type_one_side": False, "precision": "float64",
+    "trainable": True, "seed": None, "exclude_types": [], "env_protection": 0.0, "attn": 8, "attn_layer": 2,
+    "attn_dotr": True, "attn_mask": False, "stripped_type_embedding": None, "smooth_type_embedding": False,
+    "set_davg_zero": False, "trainable_ln": True, "ln_eps": None, "tebd_dim": 4, "use_econf_tebd": False,
+    "use_tebd_bias": False, "tebd_input_mode": "concat", "scaling_factor": 1.0, "normalize": True,
+    "temperature": None, "concat_output_tebd": True,
+}
+DPA1_V2_DESCRIPTOR = {k: v for k, v in DPA1_DESCRIPTOR.items()
+                      if k not in ("tebd_input_mode", "stripped_type_embedding", "smooth_type_embedding")}
+MODELS.update({
+    "dpa1": ({"type_map": ["O", "H", "C"], "descriptor": DPA1_DESCRIPTOR,
+              "fitting_net": {"neuron": [12, 12]}}, 31),
+    "se_atten_v2_float32": ({**THREE_TYPES, "descriptor": {**DPA1_V2_DESCRIPTOR, "type": "se_atten_v2",
+                                                           "precision": "float32", "type_one_side": True,
+                                                           "exclude_types": [[0, 2]], "attn_layer": 1},
+                             "fitting_net": {"precision": "float32"}, "pair_exclude_types": [[1, 2]]}, 32),
+    "dpa1_spin": ({"type_map": ["Ni", "O"], "descriptor": {**DPA1_DESCRIPTOR, "sel": 80, "attn_layer": 1},
+                   "spin": {"use_spin": [True, False], "virtual_scale": [0.3], "scheme": "deepspin",
+                            "allow_missing_label": False}}, 33),
+})
+DPA1_CASES = [("dpa1", "pbc_triclinic"), ("dpa1", "per_frame_types"), ("dpa1", "pbc_padding"), ("dpa1", "cluster"),
+              ("se_atten_v2_float32", "pbc_three_types"), ("se_atten_v2_float32", "cluster"),
+              ("dpa1_spin", "pbc_triclinic")]
+CATALOGUES["dpa1"] = DPA1_CASES
 # opt-in kinds (conformance/kinds_train.py) and the (model, system) pairs that run them, per catalogue
 TRAIN_KINDS = ["loss", "loss_default_pf", "train_step"]
 CASE_KINDS = {"quick": {("two_side", "pbc_triclinic"): TRAIN_KINDS[:2]},  # train_step: ~25 s of tf/jax compiling
@@ -130,7 +188,10 @@ def model_config(name: str) -> dict:
 
 def model_spec(name: str) -> dict:
     """The model spec of catalogue model ``name``: its config, network seed and statistics seed."""
-    return {"kind": "config", "config": model_config(name), "seed": MODELS[name][1], "stats_seed": MODELS[name][1] + 1000}
+    spec = {"kind": "config", "config": model_config(name), "seed": MODELS[name][1], "stats_seed": MODELS[name][1] + 1000}
+    if name in COMPRESSED:  # compressed after the statistics (see build_model)
+        spec["compress"] = dict(COMPRESSED[name][1])
+    return spec
 
 
 def catalogue(which: str = "quick") -> list[dict]:
@@ -169,6 +230,10 @@ def build_model(spec: dict):
         model = EnergyModel(cfg, params)
     if spec.get("stats_seed") is not None:
         randomize_statistics(cfg, params, spec["stats_seed"])
+    if spec.get("compress") is not None:  # {"min_nbor_dist", "step", "extrapolate"}: tabulated embedding nets
+        from dpcore.descriptor.tabulate import compress_model
+
+        compress_model(model, **spec["compress"])
     return model
 
 

@@ -103,7 +103,7 @@ class Subject:
     def energies(self, variants: list[dict]) -> np.ndarray:
         """Energies (len(variants), nf) of many variants of one system, stacked as frames, in chunks."""
         nf, n = variants[0]["coord"].shape[:2]
-        nnei = sum(self.model.config["descriptor"]["sel"]) * (2 if self.spin else 1)
+        nnei = sum(self.model.sel) * (2 if self.spin else 1)
         chunk = max(1, PAIR_BUDGET // max(1, nf * n * nnei))
         out = []
         for k in range(0, len(variants), chunk):

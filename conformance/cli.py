@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
     source.add_argument("--config", metavar="input.json",
                         help="check a freshly initialised model from the 'model' section of this input.json "
                              "(random non-trivial statistics)")
-    parser.add_argument("--cases", choices=("quick", "full", "spin"), default="full",
+    parser.add_argument("--cases", choices=("quick", "full", "spin", "compress", "dpa1"), default="full",
                         help="built-in case catalogue when no --model/--config is given (default: full; "
                              "spin: only the spin-model cases of full)")
     parser.add_argument("--physics", action="store_true",

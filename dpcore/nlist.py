@@ -66,15 +66,21 @@ def build_neighbor_list(coord, atype, box, rcut, sel, pair_exclude_types=(), *, 
 
     coord (nf, nloc, 3) or (nf, nloc*3) in Å; atype (nf, nloc) or (nloc,) int, ``atype < 0`` is a padding atom (no
     neighbours, never a neighbour); box (nf, 9), (9,) or (nf, 3, 3) in Å, or None for a non-periodic system;
-    sel: per-type capacities, ``nnei = sum(sel)``.
+    sel: per-type capacities, ``nnei = sum(sel)``; a single int ``nnei`` means a mixed-type list (DPA-1).
     ``mixed_types=False`` (se_e2_a): the nearest ``nnei`` neighbours overall, then split by neighbour type into blocks
-    ``[sel[0] | sel[1] | ...]``, each ascending in distance and padded with -1. ``mixed_types=True``: one
-    distance-sorted block of width ``nnei``. ``pair_exclude_types`` (pairs ``[ti, tj]``, symmetric) then blanks the
-    excluded (centre type, neighbour type) entries to -1 in place. A periodic image of the centre itself is a
-    neighbour. More neighbours than a block holds issues a :class:`SelOverflowWarning` (once per type and capacity).
+    ``[sel[0] | sel[1] | ...]``, each ascending in distance and padded with -1. ``mixed_types=True`` (or an int
+    ``sel``): one distance-sorted block of width ``nnei``, neighbours of any type. ``pair_exclude_types`` (pairs
+    ``[ti, tj]``, symmetric) then blanks the excluded (centre type, neighbour type) entries to -1 in place. A
+    periodic image of the centre itself is a neighbour. More neighbours than a block holds issues a
+    :class:`SelOverflowWarning` (once per type and capacity).
     """
     coord, atype, box, rcut = _check_system(coord, atype, box, rcut)
-    sel = _check_sel(sel, atype)
+    if _is_count(sel):  # mixed-type list: one block of nnei slots, types only bound the exclusion table
+        mixed_types = True
+        top = max([int(t) for pair in pair_exclude_types for t in pair] + [int(atype.max(initial=0))])
+        sel = _check_sel([int(sel)] + [0] * top, atype)
+    else:
+        sel = _check_sel(sel, atype)
     ntypes, nnei = len(sel), int(sum(sel))
     excluded = _pair_exclusion_table(pair_exclude_types, ntypes)
     nf, nloc = atype.shape
@@ -339,6 +345,11 @@ def _check_box(box, nf):
         raise ValueError(f"box of frame {int(np.argmax(flat))} is singular (degenerate cell, |det| ~ 0); expected "
                          f"three independent lattice vectors, or box=None for a non-periodic system")
     return box
+
+
+def _is_count(sel) -> bool:
+    """``sel`` is one integer (a mixed-type capacity), not a per-type list."""
+    return isinstance(sel, (int, np.integer)) and not isinstance(sel, bool)
 
 
 def _check_sel(sel, atype):

@@ -28,7 +28,7 @@ def exclusion_table(ntypes: int, pairs) -> np.ndarray:
     return table
 
 
-def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=()) -> dict:
+def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=(), first_type=None) -> dict:
     """Parameter-independent model inputs from a neighbour list (all NumPy).
 
     nl: NeighborList with nlist (nf, nloc, nnei), mapping (nf, nall), shift (nf, nall, 3).
@@ -38,6 +38,9 @@ def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=())
     (``ntypes`` if empty), ``centre_type`` (nf, nloc) (padding -> 0), ``atom_mask`` (nf, nloc) bool
     (real atom and type not in ``atom_exclude_types``), and ``exclude_mask`` (nf, nloc, nnei) float64 when
     descriptor ``exclude_types`` are given.
+    ``first_type`` (nf,) int, optional: type of the frame's first atom in the caller's atom order (before any
+    type sorting), returned as ``first_type``; mixed-type descriptors (DPA-1) type their empty slots with it, as
+    DeePMD-kit does (SPEC_DPA1 0.2).  Without it they use ``centre_type[:, 0]``.
     """
     atype = np.asarray(atype)
     nlist = np.asarray(nl.nlist)
@@ -59,6 +62,9 @@ def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=())
         "centre_type": centre_type.astype(np.int64),
         "atom_mask": (atype >= 0) & ~np.isin(atype, list(atom_exclude_types)),
     }
+    if first_type is not None:
+        first = np.broadcast_to(np.asarray(first_type, dtype=np.int64).reshape(-1), (nf,))
+        out["first_type"] = np.where(first >= 0, first, ntypes)  # a padding atom: the zero embedding row
     if exclude_types:
         table = exclusion_table(ntypes, exclude_types)
         out["exclude_mask"] = table[centre_type[..., None], nei_type]

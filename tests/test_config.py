@@ -224,11 +224,11 @@ BAD = [
     (lambda d: d["model"].pop("type_map"), r"^model/type_map: required key missing"),
     (lambda d: d["learning_rate"].pop("start_lr"), r"^learning_rate/start_lr: required key missing"),
     (lambda d: d["model"]["descriptor"].pop("type"),
-     r"^model/descriptor/type: required key missing \(expected one of \['se_e2_a', 'se_a'\]\)$"),
+     r"^model/descriptor/type: required key missing \(expected one of \['se_e2_a', 'dpa1', 'se_atten_v2', 'se_a', 'se_atten'\]\)$"),
     # variants
     (lambda d: d["model"]["descriptor"].update(type="se_e2_r"),
      r"^model/descriptor/type: 'se_e2_r' is a DeePMD-kit option that dpcore does not implement; "
-     r"supported: \['se_e2_a', 'se_a'\]$"),
+     r"supported: \['se_e2_a', 'dpa1', 'se_atten_v2', 'se_a', 'se_atten'\]$"),
     (lambda d: d["loss"].update(type="enr"),
      r"^loss/type: unknown type 'enr'; expected one of \['ener', 'ener_spin', 'ener_hess'\]; "
      r"did you mean 'ener'\?$"),

@@ -83,7 +83,7 @@ def test_unsupported_model_type_is_named(tmp_path):
     with pytest.raises(NotImplementedError, match="'zbl'"):
         dpcore.load(tmp_path / "zbl.yaml")
     envelope["model"]["type"] = "standard"
-    envelope["model"]["descriptor"]["type"] = "dpa1"
-    write_model_file(tmp_path / "dpa1.yaml", envelope)
-    with pytest.raises(NotImplementedError, match="descriptor type 'dpa1'"):
-        dpcore.load(tmp_path / "dpa1.yaml")
+    envelope["model"]["descriptor"]["type"] = "dpa2"
+    write_model_file(tmp_path / "dpa2.yaml", envelope)
+    with pytest.raises(NotImplementedError, match="descriptor type 'dpa2'"):
+        dpcore.load(tmp_path / "dpa2.yaml")

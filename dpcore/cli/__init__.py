@@ -13,6 +13,7 @@ COMMANDS = {
     "train": ("dpcore.cli.train", "train a model from input.json on torch, jax, tensorflow or paddle"),
     "freeze": ("dpcore.cli.freeze", "write the model of a training checkpoint as a DeePMD-kit .dp/.yaml file"),
     "test": ("dpcore.cli.test", "errors (MAE/RMSE) of a model on labelled systems, like dp test"),
+    "compress": ("dpcore.cli.compress", "tabulate the embedding nets of a .dp/.yaml model (DeePMD-kit's dp compress)"),
 }
 
 

@@ -14,7 +14,7 @@ from ..model import spin_settings
 
 # DeePMD-kit choices dpcore deliberately does not implement (clearer than "unknown").
 NOT_IMPLEMENTED = {
-    "se_e2_r", "se_r", "se_e3", "se_at", "se_a_3be", "se_t", "se_atten", "dpa1", "se_atten_v2",
+    "se_e2_r", "se_r", "se_e3", "se_at", "se_a_3be", "se_t",
     "dpa2", "dpa3", "hybrid", "se_e3_tebd", "loc_frame", "se_a_tpe", "se_a_ebd", "se_a_mask",
     "dipole", "polar", "dos", "property", "tensor", "AdamW", "LKF", "AdaMuon", "HybridMuon",
 }

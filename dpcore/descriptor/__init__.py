@@ -8,8 +8,10 @@ parameter dict, ``pairs`` the pair data of :func:`dpcore.pairs.pair_inputs`):
 ``args()``                                  dargs ``Argument`` list of its input.json keys (defaults)
 ``check(cfg, type_map)``                    config rules beyond types; ConfigError naming the key
 ``validate(cfg, ntypes)``                   checks before arrays are built (``sel`` resolved)
-``nlist_sel(cfg)``                          neighbour capacities: per-type ``sel`` list (type-split)
-``MIXED_TYPES``                             False: neighbour list split by type (``sel`` per type)
+``nlist_sel(cfg)``                          neighbour capacities: per-type ``sel`` list (type-split), or
+                                            one int ``nnei`` (mixed types: nearest ``nnei`` of any type)
+``MIXED_TYPES``                             False: neighbour list split by type (``sel`` per type);
+                                            True: one block, neighbour types as pair data (DPA-1)
 ``spin_backbone(cfg)``                      descriptor section of a spin model's 2n-type backbone
 ``dim_out(cfg)``                            descriptor width per atom
 ``init_params(cfg, ntypes, seed)``          fresh parameters (NumPy)
@@ -27,7 +29,9 @@ from ..registry import Registry
 INTERFACE = ("TYPE", "ALIASES", "MIXED_TYPES", "args", "check", "validate", "nlist_sel", "spin_backbone", "dim_out",
              "init_params", "trainable_mask", "stats", "forward", "vjp", "serialize", "deserialize")
 
-DESCRIPTORS = Registry("descriptor", {"se_e2_a": "dpcore.descriptor.se_e2_a"}, {"se_a": "se_e2_a"}, INTERFACE)
+DESCRIPTORS = Registry("descriptor", {"se_e2_a": "dpcore.descriptor.se_e2_a", "dpa1": "dpcore.descriptor.dpa1",
+                                      "se_atten_v2": "dpcore.descriptor.se_atten_v2"},
+                       {"se_a": "se_e2_a", "se_atten": "dpa1"}, INTERFACE)
 
 
 def get_descriptor(type_name: str):

@@ -9,6 +9,11 @@ Parameters: ``{"davg": (ntypes, nnei, 4), "dstd": (ntypes, nnei, 4),
 "embedding": {"<k>": net}}`` with ``k = t_nbr`` (``type_one_side``) or
 ``k = t_centre + t_nbr * ntypes``.  ``cfg`` is the descriptor section of the
 model config (normalised, SPEC 11.2).
+
+Compressed models (``dpcore compress``, SPEC_COMPRESS): ``cfg["compress"]["info"][k]`` and
+``params["compress"]["table"][k]`` (see :mod:`dpcore.descriptor.tabulate`) replace net ``k`` by its table
+in :func:`forward` and :func:`vjp` (:func:`dpcore.tabulated.tabulated_contraction` gives ``R~^T G`` of a
+neighbour block without forming ``G``); the nets stay in ``params``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from ..by_type import apply_by_type, vjp_by_type
 from ..env_mat import env_mat, env_mat_vjp
 from ..network import net_forward, net_vjp
+from ..tabulated import tabulated_contraction, tabulated_contraction_vjp
 from ..xp import namespace
 
 TYPE = "se_e2_a"
@@ -115,11 +121,15 @@ def init_params(cfg: dict, ntypes: int, seed=None) -> dict:
 
 
 def trainable_mask(cfg: dict, params: dict) -> dict:
-    """Every embedding net follows ``trainable``; the statistics ``davg``/``dstd`` are never trained."""
+    """Every embedding net follows ``trainable``; the statistics ``davg``/``dstd`` (and the tables of a
+    compressed model) are never trained."""
     tr = bool(cfg.get("trainable", True))
-    return {"davg": False, "dstd": False,
+    mask = {"davg": False, "dstd": False,
             "embedding": {k: {i: {n: tr for n in layer} for i, layer in net.items()}
                           for k, net in params["embedding"].items()}}
+    if "compress" in params:
+        mask["compress"] = {"table": {k: False for k in params["compress"]["table"]}}
+    return mask
 
 
 def stats(model_cfg: dict, params: dict, batches, stat_file=None) -> dict:
@@ -133,21 +143,28 @@ def stats(model_cfg: dict, params: dict, batches, stat_file=None) -> dict:
 
 
 def serialize(cfg: dict, params: dict, type_map: list) -> dict:
-    """DeePMD-kit's serialized se_e2_a dict (``@version`` 2, SPEC 13.3)."""
+    """DeePMD-kit's serialized se_e2_a dict (``@version`` 2; 3 with the ``"compress"`` tables, SPEC 13.3 and
+    SPEC_COMPRESS 9)."""
     import numpy as np
 
     from ..network_dict import collection_to_dict
 
-    return {"@class": "Descriptor", "type": "se_e2_a", "@version": 2, "type_map": list(type_map), "spin": None,
-            **{k: cfg[k] for k in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "trainable",
-                                   "type_one_side", "exclude_types", "env_protection", "set_davg_zero",
-                                   "activation_function")},
-            "precision": np.dtype(params["davg"].dtype).name,
-            "env_mat": {"rcut": cfg["rcut"], "rcut_smth": cfg["rcut_smth"], "protection": cfg["env_protection"],
-                        "use_exp_switch": False},
-            "embeddings": collection_to_dict(params["embedding"], 1 if cfg["type_one_side"] else 2, len(type_map),
-                                             "embedding_network", cfg, 1),
-            "@variables": {"davg": params["davg"], "dstd": params["dstd"]}}
+    d = {"@class": "Descriptor", "type": "se_e2_a", "@version": 2, "type_map": list(type_map), "spin": None,
+        **{k: cfg[k] for k in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "trainable",
+                               "type_one_side", "exclude_types", "env_protection", "set_davg_zero",
+                               "activation_function")},
+        "precision": np.dtype(params["davg"].dtype).name,
+        "env_mat": {"rcut": cfg["rcut"], "rcut_smth": cfg["rcut_smth"], "protection": cfg["env_protection"],
+                    "use_exp_switch": False},
+        "embeddings": collection_to_dict(params["embedding"], 1 if cfg["type_one_side"] else 2, len(type_map),
+                                         "embedding_network", cfg, 1),
+        "@variables": {"davg": params["davg"], "dstd": params["dstd"]}}
+    if cfg.get("compress"):
+        from .tabulate import compress_to_dict
+
+        n_nets = len(type_map) if cfg["type_one_side"] else len(type_map) ** 2
+        d.update({"@version": 3, "compress": compress_to_dict(cfg, params, n_nets, params["davg"].dtype)})
+    return d
 
 
 def deserialize(d: dict, ntypes: int) -> tuple[dict, dict]:
@@ -165,6 +182,11 @@ def deserialize(d: dict, ntypes: int) -> tuple[dict, dict]:
     params = {"davg": np.asarray(v["davg"]), "dstd": np.asarray(v["dstd"]),
               "embedding": collection_from_dict(d["embeddings"], 1 if cfg["type_one_side"] else 2, ntypes,
                                                 "model/descriptor/embeddings", False)}
+    if d.get("compress") is not None:  # DeePMD-kit's compressed model (@version 3): evaluated with its tables
+        from .tabulate import compress_from_dict
+
+        cfg["compress"], params["compress"] = compress_from_dict(d["compress"], ntypes if cfg["type_one_side"]
+                                                                 else ntypes * ntypes)
     return cfg, params
 
 
@@ -180,6 +202,27 @@ def sections(cfg) -> list[int]:
 def _embedding_key(cfg, t_centre: int, t_nbr: int) -> str:
     ntypes = len(cfg["sel"])
     return str(t_nbr) if cfg["type_one_side"] else str(t_centre + t_nbr * ntypes)
+
+
+def _tabulated_block(cfg, tables, Rt, tn, centre_type, blocks):
+    """``R~_t^T G_t`` (nf, nloc, 4, ng) of neighbour block ``tn`` from the tables, and its cache (or None, None)."""
+    def contract(tc, r):
+        key = _embedding_key(cfg, tc, tn)
+        table = tables.get(key)
+        return None if table is None else tabulated_contraction(table, cfg["compress"]["info"][key], r)
+
+    if cfg["type_one_side"]:
+        res = contract(0, Rt)
+        return (None, None) if res is None else res
+    return apply_by_type(contract, Rt, centre_type, len(cfg["sel"]), blocks)
+
+
+def _tabulated_block_vjp(cfg, gA, cache, centre_type, blocks):
+    """``dE/dR~_t`` (nf, nloc, sel_t, 4) of a tabulated block from ``dE/dA`` (nf, nloc, 4, ng)."""
+    if cfg["type_one_side"]:
+        return tabulated_contraction_vjp(gA, cache)
+    return vjp_by_type(lambda tc, g, c: tabulated_contraction_vjp(g, c), gA, centre_type, len(cfg["sel"]), blocks,
+                       cache)
 
 
 def _stat_rows(xp, table, centre_type):
@@ -209,11 +252,19 @@ def forward(cfg, params, rij, pairs, blocks=None):
     if excl is not None:
         Rn = Rn * xp.astype(excl, Rn.dtype)[..., None]
     nets = params["embedding"]
+    tables = params["compress"]["table"] if cfg.get("compress") else None
     sec = sections(cfg)
     A = None
     block_caches = []
     for tn in range(ntypes):
         Rt = Rn[:, :, sec[tn] : sec[tn + 1], :]
+
+        if tables is not None:  # compressed: A_t = R~_t^T G_t straight from the tables
+            At, cache = _tabulated_block(cfg, tables, Rt, tn, centre_type, blocks)
+            block_caches.append((At, cache))
+            if At is not None:
+                A = At if A is None else A + At
+            continue
 
         def embed(tc, s, tn=tn):
             net = nets.get(_embedding_key(cfg, tc, tn))
@@ -253,6 +304,7 @@ def vjp(cfg, params, gD, cache, blocks=None):
         gA = gA + gA_lead
     gA = gA / nnei
     nets = params["embedding"]
+    compressed = bool(cfg.get("compress"))
     sec = sections(cfg)
     parts = []
     for tn in range(ntypes):
@@ -260,6 +312,9 @@ def vjp(cfg, params, gD, cache, blocks=None):
         G, ecache = block_caches[tn]
         if G is None:
             parts.append(xp.zeros_like(Rt))
+            continue
+        if compressed:
+            parts.append(_tabulated_block_vjp(cfg, gA, ecache, centre_type, blocks))
             continue
         gRt = G @ xp.matrix_transpose(gA)  # (nf, nloc, sel_t, 4)
         gG = Rt @ gA  # (nf, nloc, sel_t, ng)

@@ -1,6 +1,7 @@
 """Energy fitting network ("ener", SPEC 5): per-type fitting nets on the descriptor (+ fparam, aparam, case embedding).
 
-Parameters: ``{"nets": {"<t>": net}, "bias_atom_e": (ntypes, 1) float64,
+With ``mixed_types`` (set for a mixed-type descriptor such as DPA-1) one net ``nets["0"]`` serves every
+type (SPEC_DPA1 7).  Parameters: ``{"nets": {"<t>": net}, "bias_atom_e": (ntypes, 1) float64,
 "fparam_avg"/"fparam_inv_std": (numb_fparam,), "aparam_avg"/"aparam_inv_std": (numb_aparam,),
 "case_embd": (dim_case_embd,)}`` (the last ones only when used).  ``cfg`` is the
 ``fitting_net`` section of the model config (normalised, SPEC 11.3).
@@ -82,7 +83,7 @@ def init_params(cfg: dict, ntypes: int, dim_descrpt: int, seed=None) -> dict:
     fdt = precision_name(cfg["precision"])
     width = in_dim(cfg, dim_descrpt)
     nets = {str(t): init_net(child_rng(seed, 1, t), width, cfg["neuron"], 1, cfg["resnet_dt"], fdt)
-            for t in range(ntypes)}
+            for t in range(1 if cfg.get("mixed_types") else ntypes)}
     params = {"nets": nets, "bias_atom_e": np.zeros((ntypes, 1))}
     for kind in ("fparam", "aparam"):
         n = cfg[f"numb_{kind}"]
@@ -116,14 +117,16 @@ def serialize(cfg: dict, params: dict, type_map: list, dim_descrpt: int, atom_ex
     ntypes = len(type_map)
     trainable = cfg.get("trainable", True)
     return {"@class": "Fitting", "type": "ener", "@version": 4, "var_name": "energy", "dim_out": 1, "ntypes": ntypes,
-            "dim_descrpt": dim_descrpt, "mixed_types": False, "exclude_types": list(atom_exclude_types),
+            "dim_descrpt": dim_descrpt, "mixed_types": bool(cfg.get("mixed_types")),
+            "exclude_types": list(atom_exclude_types),
             "type_map": list(type_map), "atom_ener": list(cfg["atom_ener"]) if cfg.get("atom_ener") else None,
             "tot_ener_zero": False, "layer_name": None, "spin": None,
             "trainable": trainable if isinstance(trainable, list) else [bool(trainable)] * (len(cfg["neuron"]) + 1),
             **{k: cfg.get(k) for k in ("neuron", "resnet_dt", "numb_fparam", "numb_aparam", "dim_case_embd",
                                        "default_fparam", "rcond", "activation_function", "precision",
                                        "use_aparam_as_mask")},
-            "nets": collection_to_dict(params["nets"], 1, ntypes, "fitting_network", cfg, in_dim(cfg, dim_descrpt)),
+            "nets": collection_to_dict(params["nets"], 0 if cfg.get("mixed_types") else 1, ntypes, "fitting_network",
+                                       cfg, in_dim(cfg, dim_descrpt)),
             "@variables": {"bias_atom_e": params["bias_atom_e"],
                           **{k: params.get(k) for k in ("case_embd", *_STAT_KEYS[:4])}}}
 
@@ -135,16 +138,19 @@ def deserialize(d: dict, ntypes: int) -> tuple[dict, dict]:
     from ..network_dict import check_class, collection_from_dict
 
     check_class(d, "Fitting", (1, 2, 3, 4), "model/fitting")
-    if d.get("type") != "ener" or d.get("mixed_types") or d.get("dim_out", 1) != 1:
-        raise NotImplementedError(f"fitting type {d.get('type')!r} (mixed_types={d.get('mixed_types')}) is not "
-                                  "supported (supported: 'ener' per-type fitting)")
+    if d.get("type") != "ener" or d.get("dim_out", 1) != 1:
+        raise NotImplementedError(f"fitting type {d.get('type')!r} (dim_out={d.get('dim_out')}) is not "
+                                  "supported (supported: 'ener')")
     cfg = {k: d.get(k, dflt) for k, dflt in (("numb_fparam", 0), ("numb_aparam", 0), ("default_fparam", None),
                                              ("dim_case_embd", 0), ("neuron", None), ("activation_function", "tanh"),
                                              ("precision", "default"), ("resnet_dt", True), ("trainable", True),
                                              ("rcond", None), ("use_aparam_as_mask", False))}
     cfg.update(type="ener", atom_ener=list(d.get("atom_ener") or []), seed=None)
+    if d.get("mixed_types"):
+        cfg["mixed_types"] = True
     v = d["@variables"]
-    params = {"nets": collection_from_dict(d["nets"], 1, ntypes, "model/fitting/nets", True),
+    params = {"nets": collection_from_dict(d["nets"], 0 if cfg.get("mixed_types") else 1, ntypes, "model/fitting/nets",
+                                           True),
               "bias_atom_e": np.asarray(v["bias_atom_e"], dtype=np.float64).reshape(ntypes, -1)}
     for key in _STAT_KEYS:
         if v.get(key) is not None:
@@ -201,8 +207,14 @@ def forward(cfg, params, D, centre_type, fparam=None, aparam=None, blocks=None):
         net = nets.get(str(t))
         return None if net is None else net_forward(net, xs, act, final_linear=True)
 
-    e, caches = apply_by_type(fit, x, centre_type, ntypes, blocks)
-    vac = vacuum_types(cfg, ntypes)
+    if cfg.get("mixed_types"):  # one net for every type; atom_ener: F(0) subtracted for every atom (SPEC_DPA1 7)
+        e, caches = fit(0, x)
+        if any(vacuum_types(cfg, ntypes)):
+            x0 = xp.concat([xp.zeros_like(D)] + extra, axis=-1) if extra else xp.zeros_like(D)
+            e = e - fit(0, x0)[0]
+    else:
+        e, caches = apply_by_type(fit, x, centre_type, ntypes, blocks)
+    vac = [False] * ntypes if cfg.get("mixed_types") else vacuum_types(cfg, ntypes)
     if any(vac):
         x0 = xp.concat([xp.zeros_like(D)] + extra, axis=-1) if extra else xp.zeros_like(D)
         e0, _ = apply_by_type(lambda t, xs: fit(t, xs) if vac[t] else (xp.zeros_like(xs[..., :1]), None), x0, centre_type, ntypes, blocks)
@@ -217,5 +229,7 @@ def vjp(cfg, params, ge, cache, blocks=None):
     caches, centre_type, dim_descrpt = cache
     ntypes = params["bias_atom_e"].shape[0]
     nets = params["nets"]
+    if cfg.get("mixed_types"):
+        return net_vjp(nets["0"], ge, caches, final_linear=True)[..., :dim_descrpt]
     gx = vjp_by_type(lambda t, g, c: net_vjp(nets[str(t)], g, c, final_linear=True), ge, centre_type, ntypes, blocks, caches)
     return gx[..., :dim_descrpt]

@@ -74,13 +74,15 @@ def prepare(model, coord, atype, box=None, fparam=None, aparam=None):
     coord, atype, box, fparam, aparam = check_inputs(coord, atype, box, fparam, aparam, ntypes,
                                                      f["numb_fparam"], f["numb_aparam"])
     perm = None
+    first_type = atype[:, 0].copy()  # mixed-type descriptors type empty slots with it (SPEC_DPA1 0.2)
     if atype.min(initial=0) >= 0 and np.all(atype == atype[:1]):
         perm = np.argsort(atype[0], kind="stable")
         coord, atype = coord[:, perm], atype[:, perm]
         aparam = None if aparam is None else aparam[:, perm]
     blocks = blocks_for(atype[0]) if perm is not None else None
     nl = build_neighbor_list(coord, atype, box, d["rcut"], get_descriptor(d["type"]).nlist_sel(d), cfg.get("pair_exclude_types", ()))
-    inputs = pair_inputs(nl, atype, ntypes, d.get("exclude_types", ()), cfg.get("atom_exclude_types", ()))
+    inputs = pair_inputs(nl, atype, ntypes, d.get("exclude_types", ()), cfg.get("atom_exclude_types", ()),
+                         first_type=first_type if get_descriptor(d["type"]).MIXED_TYPES else None)
     inputs["coord"] = coord
     inputs["box"] = None if box is None else box.reshape(-1, 3, 3)
     if fparam is not None:

@@ -22,6 +22,7 @@ from ..descriptor import get_descriptor
 from ..fitting import get_fitting
 from ..pairs import pair_vectors
 from ..precision import dtype_of
+from .init import fitting_config
 from ..xp import device_of, namespace, scatter_to_atoms
 
 
@@ -31,7 +32,7 @@ def atomic_energy(cfg, params, rij, inputs, blocks=None):
     rij: (nf, nloc, nnei, 3) float64 pair vectors (Å) from :func:`dpcore.pairs.pair_vectors`.
     """
     xp = namespace(rij)
-    dcfg, fcfg = cfg["descriptor"], cfg["fitting_net"]
+    dcfg, fcfg = cfg["descriptor"], fitting_config(cfg)
     ddt, fdt = dtype_of(xp, dcfg["precision"]), dtype_of(xp, fcfg["precision"])
     D, dcache = get_descriptor(dcfg["type"]).forward(dcfg, params["descriptor"], xp.astype(rij, ddt), inputs, blocks)
     fparam = inputs.get("fparam")
@@ -51,7 +52,7 @@ def atomic_energy_vjp(cfg, params, cache, blocks=None):
     dcache, fcache, maskf, ddt, fdt = cache
     xp = namespace(maskf)
     ge = xp.astype(maskf, fdt)[..., None]
-    dcfg, fcfg = cfg["descriptor"], cfg["fitting_net"]
+    dcfg, fcfg = cfg["descriptor"], fitting_config(cfg)
     gD = get_fitting(fcfg.get("type", "ener")).vjp(fcfg, params["fitting"], ge, fcache, blocks)
     g = get_descriptor(dcfg["type"]).vjp(dcfg, params["descriptor"], xp.astype(gD, ddt), dcache, blocks)
     return xp.astype(g, xp.float64)

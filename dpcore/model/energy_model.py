@@ -52,7 +52,8 @@ class EnergyModel:
 
     @property
     def sel(self) -> list[int]:
-        return list(self.config["descriptor"]["sel"])
+        sel = self.config["descriptor"]["sel"]
+        return [sel] if isinstance(sel, int) else list(sel)  # DPA-1: one int (mixed types), as DeePMD-kit's [sel]
 
     def set_params(self, params: dict) -> None:
         """Replace the parameter dict (NumPy arrays); drops cached backend copies."""

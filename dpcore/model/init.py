@@ -14,8 +14,10 @@ def validate(cfg) -> None:
     """Checks that need the whole model config (clear errors before any array is built)."""
     d, f = cfg["descriptor"], cfg["fitting_net"]
     ntypes = len(cfg["type_map"])
-    get_descriptor(d["type"]).validate(d, ntypes)
+    descriptor = get_descriptor(d["type"])
+    descriptor.validate(d, ntypes)
     get_fitting(f.get("type", "ener"))
+    f["mixed_types"] = bool(descriptor.MIXED_TYPES)  # one fitting net for all types (DPA-1, SPEC_DPA1 7)
     for where, act in (("descriptor", d["activation_function"]), ("fitting_net", f["activation_function"])):
         try:
             get_activation(act)
@@ -31,12 +33,21 @@ def validate(cfg) -> None:
             raise ValueError(f"model/atom_exclude_types: type {t} outside 0..{ntypes - 1}")
 
 
+def fitting_config(cfg) -> dict:
+    """The fitting section as the fitting module sees it: after a mixed-type descriptor (DPA-1) one fitting
+    net serves every type (``mixed_types``, SPEC_DPA1 7), decided by the descriptor, not by input.json."""
+    f = cfg["fitting_net"]
+    if get_descriptor(cfg["descriptor"]["type"]).MIXED_TYPES and not f.get("mixed_types"):
+        return {**f, "mixed_types": True}
+    return f
+
+
 def init_params(cfg, seed=None) -> dict:
     """Parameter dict of a freshly initialised model (NumPy arrays; davg 0, dstd 1, biases 0).
 
     ``seed``: the model seed (``training.seed``), used by a section whose own ``seed`` is null."""
     validate(cfg)
-    d, f = cfg["descriptor"], cfg["fitting_net"]
+    d, f = cfg["descriptor"], fitting_config(cfg)
     ntypes = len(cfg["type_map"])
     descriptor, fitting = get_descriptor(d["type"]), get_fitting(f.get("type", "ener"))
     dseed = d["seed"] if d.get("seed") is not None else seed
@@ -52,7 +63,7 @@ def init_params(cfg, seed=None) -> dict:
 def trainable_mask(cfg: dict, params: dict) -> dict:
     """Tree of bools over ``params``: True for what ``dpcore train`` trains (network weights, biases, ``idt``
     whose section's ``trainable`` flag is set); statistics and biases from data never."""
-    d, f = cfg["descriptor"], cfg["fitting_net"]
+    d, f = cfg["descriptor"], fitting_config(cfg)
     return {"descriptor": get_descriptor(d["type"]).trainable_mask(d, params["descriptor"]),
             "fitting": get_fitting(f.get("type", "ener")).trainable_mask(f, params["fitting"]),
             **{k: False for k in params if k not in ("descriptor", "fitting")}}

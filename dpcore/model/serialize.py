@@ -12,6 +12,7 @@ import numpy as np
 from ..descriptor import get_descriptor
 from ..fitting import get_fitting
 from ..network_dict import check_class
+from .init import fitting_config
 
 _MODEL_KEYS = ("type_map", "atom_exclude_types", "pair_exclude_types", "rcond", "preset_out_bias")
 
@@ -45,7 +46,7 @@ def model_from_dict(d: dict):
 
 def model_to_dict(cfg: dict, params: dict) -> dict:
     """Serialized DeePMD-kit dict of a standard energy model (readable by DeePMD-kit 3.x)."""
-    d, f = cfg["descriptor"], cfg["fitting_net"]
+    d, f = cfg["descriptor"], fitting_config(cfg)
     ntypes = len(cfg["type_map"])
     descriptor = get_descriptor(d["type"])
     desc = descriptor.serialize(d, params["descriptor"], cfg["type_map"])

@@ -57,6 +57,7 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
     coord, atype, box, fparam, aparam = check_inputs(coord, atype, box, fparam, aparam, n,
                                                      f["numb_fparam"], f["numb_aparam"])
     spin = _check_spin(spin, coord.shape)
+    first_type = atype[:, 0].copy()  # mixed-type descriptors type empty slots with it (SPEC_DPA1 0.2)
     perm = None
     if atype.min(initial=0) >= 0 and np.all(atype == atype[:1]):
         perm = np.argsort(atype[0], kind="stable")
@@ -70,7 +71,8 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
                       "DeePMD-kit behaves the same)", ZeroSpinWarning, stacklevel=3)
     blocks = blocks_for(atype2[0]) if perm is not None else None
     nl = build_neighbor_list(coord2, atype2, box, d["rcut"], get_descriptor(d["type"]).nlist_sel(d), cfg.get("pair_exclude_types", ()))
-    inputs = pair_inputs(nl, atype2, 2 * n, d.get("exclude_types", ()), cfg.get("atom_exclude_types", ()))
+    inputs = pair_inputs(nl, atype2, 2 * n, d.get("exclude_types", ()), cfg.get("atom_exclude_types", ()),
+                         first_type=first_type if get_descriptor(d["type"]).MIXED_TYPES else None)
     inputs.update(coord=coord, spin=np.ascontiguousarray(spin), virtual_scale=vs,
                   box=None if box is None else box.reshape(-1, 3, 3))
     if fparam is not None:

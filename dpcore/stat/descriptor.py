@@ -2,7 +2,8 @@
 
 Statistics are accumulated in float64 as ``(number, sum, squared_sum)`` per type for the radial
 column and for the three angular columns pooled, counting every neighbour slot of every centre of
-that type (empty slots are zeros).
+that type (empty slots are zeros).  Mixed-type descriptors (DPA-1) use their one-block neighbour list of
+``nnei`` slots (the descriptor's ``nlist_sel``); the formulas are the same (DeePMD-kit's ``EnvMatStatSe``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from ..pairs import pair_inputs, pair_vectors
 
 STD_FLOOR = 1e-2  # fixed protection of SPEC 2.4 (not data_stat_protect)
 STD_ABSENT = 0.1  # std of a type absent from the sampled data
+
+
+def _sel_info(d: dict) -> tuple[list[int], int, bool]:
+    """``(sel as a list, nnei, mixed_types)`` of a descriptor section (an int ``sel`` is one mixed block)."""
+    sel = d["sel"]
+    sel = [int(sel)] if isinstance(sel, int) else [int(x) for x in sel]
+    return sel, sum(sel), bool(get_descriptor(d["type"]).MIXED_TYPES)
 
 
 def raw_env_mat(model_cfg: dict, coord, atype, box) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +74,9 @@ def mean_std(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def stat_group(model_cfg: dict) -> str:
     """Cache location of the env-matrix sums, as DeePMD-kit names it: ``"<type_map joined>/<sha1 of the settings>"``."""
     d = model_cfg["descriptor"]
+    sel, nnei, mixed = _sel_info(d)
     key = {"type": "se_a", "ntypes": len(model_cfg["type_map"]), "rcut": round(d["rcut"], 2),
-           "rcut_smth": round(d["rcut_smth"], 2), "nsel": sum(d["sel"]), "sel": list(d["sel"]), "mixed_types": False}
+           "rcut_smth": round(d["rcut_smth"], 2), "nsel": nnei, "sel": sel, "mixed_types": mixed}
     return " ".join(model_cfg["type_map"]) + "/" + hashlib.sha1(json.dumps(key).encode("utf-8")).hexdigest()
 
 
@@ -121,7 +130,7 @@ def descriptor_stats(model_cfg: dict, batches, stat_file=None) -> tuple[np.ndarr
     ``batches``; otherwise they are computed and stored there.
     """
     d = model_cfg["descriptor"]
-    ntypes, nnei = len(model_cfg["type_map"]), sum(d["sel"])
+    ntypes, nnei = len(model_cfg["type_map"]), _sel_info(d)[1]
     acc = None if stat_file is None else read_stat_file(stat_file, model_cfg)
     if acc is None:
         acc = accumulate(model_cfg, batches)
