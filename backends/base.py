@@ -13,7 +13,11 @@ A backend adapter supplies only what differs between frameworks:
 * ``jit(f)``: compiled version of ``f`` where the framework has one (identity otherwise);
 * ``info`` / ``capabilities``: static data from :mod:`dpcore.backends.registry` (documented support
   table, jit choices); ``settings``: numerical settings applied explicitly when the backend object is
-  created (never at import), recorded for reports.
+  created (never at import), recorded for reports;
+* data-parallel training (docs/distributed.md; which backends have which kind is the registry's
+  ``data_parallel``): ``init_process_group()`` / ``close_process_group()`` and ``all_reduce_sum(tree)`` /
+  ``broadcast(tree)`` across processes, ``local_mesh(n)`` over the devices of one process.  The defaults
+  are those of one process on one device (sums and broadcasts are the identity).
 """
 
 from __future__ import annotations
@@ -73,3 +77,25 @@ class Backend:
             vg = functools.partial(self.value_and_grad, create_graph=create_graph)
             return energy.forward_autodiff(cfg, params, inputs, vg, blocks, atomic_virial=atomic_virial)
         raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
+
+    # -- data-parallel training (defaults: one process, one device) -------------------------------------------
+    def init_process_group(self) -> tuple[int, int, bool]:
+        """Join the launcher's process group: ``(rank, world_size, created_here)``."""
+        raise NotImplementedError(f"backend {self.name!r} cannot train data-parallel across processes")
+
+    def close_process_group(self) -> None:
+        """Leave the process group made by :meth:`init_process_group` (its ``created_here`` was true)."""
+
+    def all_reduce_sum(self, tree):
+        """Element-wise sum over the processes of a nested dict/list of arrays (every process gets it)."""
+        return tree
+
+    def broadcast(self, tree, root: int = 0):
+        """``tree`` as held by process ``root`` (same structure, shapes and dtypes on every process)."""
+        return tree
+
+    def local_mesh(self, n: int):
+        """Data parallelism over ``n`` devices of this process: ``(shard(tree, nf), replicate(tree))``, which
+        place NumPy trees with the leading (frame) axis of length ``nf`` split over the devices, and
+        replicated on every device."""
+        raise NotImplementedError(f"backend {self.name!r} cannot train data-parallel over several devices")

@@ -8,6 +8,12 @@ force mode and input shapes): eager JAX dispatches and compiles op by op, which 
 on the first call and ~40x slower afterwards on a 10-atom system.
 ``device``: None (JAX's default device), a ``jax.Device``, or a string ``"cpu"``, ``"gpu:1"``,
 ``"cuda"`` (= ``"gpu"``), resolved with ``jax.devices(kind)[index]``.
+
+Data-parallel training over the devices of one process (docs/distributed.md): ``local_mesh(n)`` makes a
+1-D ``jax.sharding.Mesh`` of ``n`` local devices; batches are placed with the frame axis sharded over it and
+parameters replicated, and the unchanged jitted training step is partitioned by XLA (each device computes
+its frames, the gradient sums become all-reduces).  ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+gives N CPU devices.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 
 from .base import Backend
 from .registry import info as backend_info
+from .tree import tree_map
 
 _MAX_COMPILED = 16  # compiled model functions kept per backend object (least recently used dropped)
 
@@ -98,6 +105,33 @@ class JaxBackend(Backend):
         while len(self._compiled) > _MAX_COMPILED:
             self._compiled.popitem(last=False)
         return fn(params, inputs)
+
+    def local_mesh(self, n: int):
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        kind = (self.device if self.device is not None else jax.devices()[0]).platform
+        devices = jax.local_devices(backend=kind)
+        if len(devices) < n:
+            raise ValueError(f"jax backend: {n} devices requested but this process has {len(devices)} {kind} "
+                             "device(s) (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N before jax "
+                             "starts makes N)")
+        mesh = Mesh(np.array(devices[:n]), ("batch",))
+        split, whole = NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
+
+        def place(x, sharding):
+            if x is None or isinstance(x, (int, float, bool, str)):
+                return x
+            return jax.device_put(x, sharding)
+
+        def shard(tree, nf: int):
+            """Leaves with ``nf`` leading frames split over the mesh (when ``nf % n == 0``), others replicated."""
+            even = nf % n == 0
+            return tree_map(lambda x: place(x, split if even and np.ndim(x) and np.shape(x)[0] == nf else whole), tree)
+
+        def replicate(tree):
+            return tree_map(lambda x: place(x, whole), tree)
+
+        return shard, replicate
 
 
 BACKEND_CLASS = JaxBackend

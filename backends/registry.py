@@ -28,7 +28,12 @@ class BackendInfo:
         (:func:`dpcore.backends.frameworks.load_framework` refuses with a clear error);
     quiet_env / quiet_warnings / quiet_stderr: environment defaults, warning messages and stderr lines (regex)
         of the framework's import that say nothing to a user (silenced unless the user set any quiet_env key
-        or ``DPCORE_FRAMEWORK_LOGS=1``).
+        or ``DPCORE_FRAMEWORK_LOGS=1``);
+    data_parallel: how ``dpcore train`` runs data-parallel on this backend (docs/distributed.md), by kind:
+        ``"processes"`` (one process per worker under a launcher such as torchrun: ``collective`` the
+        framework call that sums the gradients, ``transport`` the process-group backend per device type)
+        and/or ``"devices"`` (several devices of one process, ``--local-devices N``: ``collective``);
+        empty: the backend trains in one process on one device only.
     """
 
     name: str
@@ -43,6 +48,7 @@ class BackendInfo:
     quiet_env: dict = field(default_factory=dict)
     quiet_warnings: tuple = ()
     quiet_stderr: tuple = ()
+    data_parallel: dict = field(default_factory=dict)
 
     @property
     def can_train(self) -> bool:
@@ -58,9 +64,12 @@ BACKENDS = {
     "numpy": BackendInfo("numpy", "numpy", None, "NumPy", _caps(False, False, True, ["cpu"])),
     "array_api_strict": BackendInfo("array_api_strict", "array_api_strict", "strict", "array-api-strict",
                                     _caps(False, False, True, ["CPU_DEVICE", "device1", "device2"])),
-    "torch": BackendInfo("torch", "torch", "torch", "PyTorch", _caps(True, False, True, ["cpu", "cuda"])),
+    "torch": BackendInfo("torch", "torch", "torch", "PyTorch", _caps(True, False, True, ["cpu", "cuda"]),
+                         data_parallel={"processes": {"collective": "torch.distributed.all_reduce",
+                                                      "transport": {"cpu": "gloo", "cuda": "nccl"}}}),
     "jax": BackendInfo("jax", "jax", "jax", "JAX", _caps(True, True, True, ["cpu", "gpu", "tpu"]),
-                       jit_forward=True, update_jit={"donate_argnums": (0, 1)}),
+                       jit_forward=True, update_jit={"donate_argnums": (0, 1)},
+                       data_parallel={"devices": {"collective": "jax.sharding, XLA all-reduce"}}),
     "tensorflow": BackendInfo(
         "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
         step_jit={"jit_compile": True},
@@ -90,6 +99,11 @@ def canonical_name(name: str) -> str:
 def info(name: str) -> BackendInfo:
     """The static facts of backend ``name`` (canonical name or alias); imports no framework."""
     return BACKENDS[canonical_name(name)]
+
+
+def data_parallel_backends(kind: str | None = None) -> tuple[str, ...]:
+    """Backends that train data-parallel (``kind``: ``"processes"`` or ``"devices"``; None: either)."""
+    return tuple(name for name, b in BACKENDS.items() if (b.data_parallel if kind is None else kind in b.data_parallel))
 
 
 def training_backends() -> tuple[str, ...]:

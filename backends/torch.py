@@ -9,6 +9,11 @@ is ``torch.compile``.  Measured on CPU (1 thread, water-sized 192 atoms, sel [46
 compiled ``model_forward`` 78 ms vs 128 ms eager, same numbers (1e-15), but 53 s of compilation, and
 again for every new input shape; a compiled ``value_and_grad`` training step also works (60 s compile,
 1.6x faster steady).  Worth it only for long runs of fixed shapes, so it is opt-in.
+
+Data-parallel training (docs/distributed.md): ``init_process_group`` joins torchrun's process group
+(``env://``: ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) with the registry's transport for the
+device type (gloo on CPU, nccl on CUDA); ``all_reduce_sum`` flattens a tree into one buffer per dtype and sums
+it with one ``torch.distributed.all_reduce`` (every rank receives the same bits), ``broadcast`` likewise.
 """
 
 from __future__ import annotations
@@ -123,6 +128,50 @@ class TorchBackend(Backend):
             vg = functools.partial(self.value_and_grad, create_graph=True)
             return energy.forward_autodiff(cfg, params, inputs, vg, blocks, atomic_virial=atomic_virial)
         return super().model_forward(cfg, params, inputs, blocks, atomic_virial=atomic_virial, force_mode=force_mode)
+
+    # -- data-parallel training ------------------------------------------------------------------------------
+    def init_process_group(self):
+        import torch.distributed as dist
+
+        created = not dist.is_initialized()
+        if created:
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            dist.init_process_group(self.info.data_parallel["processes"]["transport"].get(self.device.type, "gloo"))
+        return dist.get_rank(), dist.get_world_size(), created
+
+    def close_process_group(self):
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    def _collective(self, tree, op):
+        """``op(buffer)`` on one flat buffer per dtype holding every tensor of ``tree``; the tree rebuilt."""
+        flat = _leaves(tree)
+        out = list(flat)
+        for dtype in sorted({x.dtype for x in flat}, key=str):
+            idx = [i for i, x in enumerate(flat) if x.dtype == dtype]
+            buf = torch.cat([flat[i].detach().reshape(-1) for i in idx])
+            op(buf)
+            for i, part in zip(idx, torch.split(buf, [flat[i].numel() for i in idx])):
+                out[i] = part.reshape(flat[i].shape)
+        it = iter(out)
+        return _map_tensors(lambda _: next(it), tree)
+
+    def all_reduce_sum(self, tree):
+        import torch.distributed as dist
+
+        if not (dist.is_initialized() and dist.get_world_size() > 1):
+            return tree
+        return self._collective(tree, lambda buf: dist.all_reduce(buf, op=dist.ReduceOp.SUM))
+
+    def broadcast(self, tree, root: int = 0):
+        import torch.distributed as dist
+
+        if not (dist.is_initialized() and dist.get_world_size() > 1):
+            return tree
+        return self._collective(tree, lambda buf: dist.broadcast(buf, src=root))
 
 
 BACKEND_CLASS = TorchBackend

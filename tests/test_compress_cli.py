@@ -98,3 +98,15 @@ def test_compress_spin_model(tmp_path):
     ref, got = model.evaluate(coord, atype, spin, box), comp.evaluate(coord, atype, spin, box)
     for k in ("energy", "force", "force_mag", "virial"):
         assert np.abs(got[k] - ref[k]).max() <= COMPRESS_TOL * np.abs(ref[k]).max(), k
+
+
+def test_training_from_a_compressed_model_is_refused(tmp_path):
+    """--init-model of a compressed file: the tabulated forward would leave the embedding nets untrained."""
+    from dpcore.train.setup import load_init_model
+
+    src = _write(tmp_path / "m.dp", make_model(), min_nbor_dist=0.9)
+    out = tmp_path / "c.dp"
+    assert main(["compress", "-i", str(src), "-o", str(out)]) == 0
+    assert load_init_model(str(src)).config["descriptor"].get("compress") is None
+    with pytest.raises(ValueError, match="is a compressed model"):
+        load_init_model(str(out))

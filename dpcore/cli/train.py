@@ -3,6 +3,12 @@
     dpcore train input.json --backend jax
     dpcore train input.json --backend torch --restart model.ckpt     # continue exactly (any backend)
     dpcore train input.json --backend paddle --init-model frozen.dp  # start from a model's parameters
+    torchrun --standalone --nproc_per_node=4 --no-python dpcore train input.json --backend torch  # data-parallel
+    dpcore train input.json --backend jax --local-devices 2           # data-parallel over 2 devices
+
+Data-parallel runs (docs/distributed.md): under a launcher of several processes (torchrun: ``WORLD_SIZE``)
+every process is a worker and rank 0 alone writes files and the progress log (the other ranks log warnings
+and errors only, prefixed with their rank).
 
 Writes ``lcurve.out`` (``training.disp_file``), checkpoints ``<save_ckpt>-<step>.npz`` with a
 ``checkpoint`` pointer file, and the normalised input (``-o``, default ``out.json``).
@@ -15,7 +21,8 @@ import logging
 import os
 import sys
 
-from ..backends.registry import ALIASES, BACKENDS as ALL, DEFAULT_TRAIN_BACKEND, training_backends
+from ..backends.registry import (ALIASES, BACKENDS as ALL, DEFAULT_TRAIN_BACKEND, data_parallel_backends,
+                                 training_backends)
 
 BACKENDS = training_backends()  # those with automatic differentiation (the backend registry decides)
 
@@ -49,6 +56,10 @@ def add_arguments(p) -> None:
                    help="write the normalised input (all defaults filled, sel resolved) here (default out.json)")
     p.add_argument("--numb-steps", type=int, default=None, metavar="N",
                    help="override training/numb_steps (e.g. a short test run)")
+    p.add_argument("--local-devices", type=int, default=None, metavar="N",
+                   help="data-parallel over N devices of this process (backends that have it: "
+                        f"{', '.join(data_parallel_backends('devices'))}); N x batch_size frames per step. "
+                        "Several processes: start dpcore train with torchrun (docs/distributed.md)")
     p.add_argument("-l", "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="verbosity of the progress log on standard error (default INFO)")
     _suggest_on_unknown_options(p)
@@ -85,18 +96,25 @@ def main(args) -> int:
     if args.init_model is not None and not os.path.exists(args.init_model) and \
             not os.path.exists(args.init_model + ".npz") and not os.path.isdir(args.init_model):
         raise FileNotFoundError(f"init-model {args.init_model!r} not found")
+    from ..train.distributed import launcher_env
+
+    launched = launcher_env()
+    rank = launched[1] if launched else 0
     logger = logging.getLogger("dpcore")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        prefix = f"[rank {rank}] " if launched else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(levelname)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.propagate = False  # frameworks (paddle) attach handlers to the root logger: no double lines
-    logger.setLevel(args.log_level)
+    logger.setLevel(args.log_level if rank == 0 else max(logging.WARNING, logging.getLevelName(args.log_level)))
     cfg = load_config(args.input)
     from ..train import train
 
     result = train(cfg, args.backend, restart=args.restart, init_model=args.init_model, numb_steps=args.numb_steps,
-                   normalized_output=args.output)
+                   normalized_output=args.output, local_devices=args.local_devices)
+    if result["rank"] != 0:
+        return 0
     if result["valid"]:
         summary = ", ".join(f"{k} {v:.3e}" for k, v in result["valid"].items())
         print(f"final validation: {summary}")

@@ -7,6 +7,12 @@ it is exhausted; the last batch of a pass can be smaller, as PyTorch's
 spawned from one ``seed``: the same seed gives the same batches, and the
 state can be saved and restored (:meth:`BatchSampler.get_state`).
 
+Data-parallel training (docs/distributed.md) draws the same global batch on every worker (the sampler
+is built with ``batch_scale`` = number of workers, so its batches are those of one process with that many
+times the frames) and each worker loads only its contiguous slice (:meth:`BatchSampler.next_shard`,
+:func:`~dpcore.data.sampling.shard_bounds`); the state is that of the global batches, whatever the number
+of workers.
+
 A batch is a plain dict of NumPy arrays (``nf`` frames, ``nloc`` atoms)::
 
     coord (nf, nloc, 3) Å   atype (nf, nloc) int64   box (nf, 9) Å or None
@@ -25,7 +31,7 @@ import numpy as np
 
 from .labels import LabelSpec
 from .nlist_cache import NeighborListCache
-from .sampling import parse_batch_size, system_probabilities
+from .sampling import parse_batch_size, shard_bounds, system_probabilities
 from .store import find_systems
 from .system import DeepmdSystem
 
@@ -56,6 +62,7 @@ class BatchSampler:
     seed : int or None (None: fresh entropy, not reproducible)
     nlist : a :class:`NeighborListCache` or a callable ``make_nlist(coord, atype, box)``;
         when given, batches carry ``nlist``/``mapping``/``shift``.
+    batch_scale : every batch size (after ``batch_size``'s rule) times this (data-parallel workers).
     """
 
     def __init__(
@@ -66,11 +73,13 @@ class BatchSampler:
         sys_probs: Sequence[float] | None = None,
         seed: int | None = None,
         nlist: NeighborListCache | Callable | None = None,
+        batch_scale: int = 1,
     ):
         systems = list(systems)
         if not systems:
             raise ValueError("BatchSampler: no systems given")
         sizes, kept = parse_batch_size(batch_size, [s.natoms for s in systems])
+        sizes = [s * int(batch_scale) for s in sizes]
         self.systems = [systems[i] for i in kept]
         self.dropped = [systems[i].path for i in range(len(systems)) if i not in kept]
         self.batch_sizes = sizes
@@ -119,12 +128,30 @@ class BatchSampler:
             batch.update(self.nlist_cache.batch(system, frames))
         return batch
 
-    def next_batch(self) -> dict:
-        """Draw a system, then return its next batch."""
+    def next_frames(self) -> tuple[int, np.ndarray]:
+        """Draw a system and its next batch of frames: ``(system index, frame indices)``."""
         isys = int(self._rng.choice(len(self.systems), p=self.probs))
         frames = self._next_frames(isys)
         self.last_system, self.last_frames = isys, frames
-        return self.make_batch(isys, frames)
+        return isys, frames
+
+    def next_batch(self) -> dict:
+        """Draw a system, then return its next batch."""
+        return self.make_batch(*self.next_frames())
+
+    def next_shard(self, rank: int, size: int) -> tuple[dict | None, int]:
+        """Worker ``rank`` of ``size``'s share of the next batch: ``(batch, nf)``, the batch of its contiguous
+        slice of the frames (None when the slice is empty: a short last batch of a pass) and ``nf`` the
+        frames of the whole batch.  ``find_*`` flags are the whole batch's (those of its first frame)."""
+        isys, frames = self.next_frames()
+        lo, hi = shard_bounds(len(frames), rank, size)
+        if lo == hi:
+            return None, len(frames)
+        batch = self.make_batch(isys, frames[lo:hi])
+        for name, found in self.systems[isys].find.items():
+            if f"find_{name}" in batch:
+                batch[f"find_{name}"] = float(found[frames[0]])
+        return batch, len(frames)
 
     def take(self, n: int) -> list[dict]:
         """The next ``n`` batches (validation uses ``numb_btch``)."""
@@ -194,13 +221,15 @@ def samplers_from_config(
     config: dict,
     nlist: NeighborListCache | Callable | None = None,
     root: str | None = None,
+    batch_scale: int = 1,
 ) -> tuple[BatchSampler, BatchSampler | None]:
     """Training and validation samplers of a normalised input (:func:`dpcore.config.normalize_config`).
 
     Systems are loaded with the model ``type_map`` and the labels the model/loss needs
     (:func:`~dpcore.data.labels.label_specs_from_config`); relative system paths are taken
     from ``root`` when given.  The validation sampler (or None) carries ``numb_btch``;
-    both share one neighbour-list cache.  Seeds: ``training.seed`` and ``seed + 1``.
+    both share one neighbour-list cache.  Seeds: ``training.seed`` and ``seed + 1``.  ``batch_scale``: the
+    number of data-parallel workers (both samplers draw global batches of that many times the frames).
     """
     import os
 
@@ -222,7 +251,7 @@ def samplers_from_config(
         if sec.get("min_pair_dist", 0.0) > 0:
             drop_close_pairs(systems, sec["min_pair_dist"])
         return BatchSampler(systems, sec["batch_size"], sec["auto_prob"], sec["sys_probs"],
-                            seed=sseed, nlist=nlist)
+                            seed=sseed, nlist=nlist, batch_scale=batch_scale)
 
     train = build(tr["training_data"], seed)
     valid = None

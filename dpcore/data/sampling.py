@@ -73,6 +73,14 @@ def parse_batch_size(
     return sizes, kept
 
 
+def shard_bounds(nframes: int, rank: int, size: int) -> tuple[int, int]:
+    """``[lo, hi)`` of worker ``rank``'s contiguous slice when ``nframes`` frames are split over ``size``
+    workers (``numpy.array_split``'s rule: the first ``nframes % size`` workers get one frame more)."""
+    base, extra = divmod(int(nframes), int(size))
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
 def process_sys_probs(sys_probs: Sequence[float], nbatches: Sequence[int]) -> np.ndarray:
     """Entries >= 0 are used as given; the rest of the unit mass goes to the entries < 0
     proportionally to their number of batches."""

@@ -7,6 +7,8 @@ step        the compiled training and validation steps (gradient, clipping, Adam
 loop        :class:`Trainer`: set-up, steps, validation, lcurve.out, checkpoints
 optim, lr   Adam and the learning-rate schedules
 checkpoint  backend-neutral checkpoint files;  lcurve: ``lcurve.out`` in DeePMD-kit's format
+distributed data-parallel workers (processes or devices), their slices of the global batch, the reductions;
+            shards: the step of a worker process (docs/distributed.md)
 """
 
 from .loop import Trainer, train

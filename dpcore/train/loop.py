@@ -24,6 +24,12 @@ against ~150 ms of backend work, so pair data are not cached.
 that step's batch (before the update) and validation metrics (after it, atom-weighted average over
 ``numb_btch`` batches, SPEC 10.3).  Checkpoints (:mod:`dpcore.train.checkpoint`) every ``save_freq`` steps
 and at the end hold everything needed to continue exactly, on any backend.
+
+Data-parallel runs (:mod:`dpcore.train.distributed`, docs/distributed.md): N workers draw the same global
+batch of N x batch_size frames and each evaluates its slice; worker processes sum their weighted gradients
+and metrics before the one Adam update (:func:`~dpcore.train.step.make_grad`, ``make_update``), devices of one
+process run the unchanged step on a sharded batch.  Rank 0 alone writes lcurve.out, checkpoints and the
+normalised input.
 """
 
 from __future__ import annotations
@@ -39,11 +45,13 @@ import numpy as np
 from . import lcurve
 from .batch import batch_inputs, spin_batch_inputs, split_labels
 from .checkpoint import load_checkpoint, write_checkpoint
+from .distributed import lr_scale, open_world, plan_data_parallel
 from .optim import adam_init
 from .params import leaves, merge_params, split_params, trainable_mask
 from .setup import (build_model_and_stats, check_training_section, is_spin, load_init_model, nlist_maker,
                     resolve_sel, steps_from_config)
-from .step import StepCache, make_eval, make_step, step_context
+from .shards import WorkerSteps
+from .step import StepCache, make_eval, make_grad, make_step, make_update, step_context
 
 log = logging.getLogger("dpcore.train")
 
@@ -63,25 +71,27 @@ def _fmt_time(seconds: float) -> str:
 
 
 def train(cfg: dict, backend, *, restart=None, init_model=None, workdir=".", numb_steps: int | None = None,
-          normalized_output=None) -> dict:
+          normalized_output=None, local_devices: int | None = None) -> dict:
     """Train the model of a (normalised) input dict on ``backend`` (name or adapter object).
 
     restart: checkpoint to continue exactly (file, folder or prefix; see :mod:`dpcore.train.checkpoint`);
     init_model: ``.dp``/``.yaml`` model file or checkpoint whose parameters (and statistics) start
     the run; workdir: folder for ``disp_file`` and checkpoints (``save_dir`` is relative to it);
     numb_steps: override ``training.numb_steps`` (tests, benchmarks); normalized_output: write the
-    normalised input (``sel`` resolved) to this path (never over the input file it was read from).
-    Returns a summary dict (model, last metrics, timings, checkpoint path, backend name).
+    normalised input (``sel`` resolved) to this path (never over the input file it was read from);
+    local_devices: data-parallel over this many devices of the process (docs/distributed.md; under a
+    multi-process launcher such as torchrun the processes are the workers).
+    Returns a summary dict (model, last metrics, timings, checkpoint path, backend name, rank, workers).
     """
     return Trainer(cfg, backend, restart=restart, init_model=init_model, workdir=workdir, numb_steps=numb_steps,
-                   normalized_output=normalized_output).run()
+                   normalized_output=normalized_output, local_devices=local_devices).run()
 
 
-class Trainer:
+class Trainer(WorkerSteps):
     """Set-up (:meth:`__init__`) and loop (:meth:`run`) of :func:`train`; see the module docstring."""
 
     def __init__(self, cfg, backend, *, restart=None, init_model=None, workdir=".", numb_steps=None,
-                 normalized_output=None):
+                 normalized_output=None, local_devices=None):
         from ..backends import canonical_name, get_backend, info, training_backends
         from ..config import normalize_config
         from ..data import NeighborListCache, samplers_from_config
@@ -97,11 +107,13 @@ class Trainer:
         source = getattr(cfg, "source_path", None)
         cfg = normalize_config(cfg)
         check_training_section(cfg["training"])
+        plan = plan_data_parallel(name if isinstance(backend, str) else backend.name, local_devices)
         self.backend = get_backend(name) if isinstance(backend, str) else backend  # after the input checks
+        self.world = open_world(self.backend, plan)
         self.workdir = Path(workdir)
         state = load_checkpoint(restart) if restart is not None else None
 
-        self.train_s, self.valid_s = samplers_from_config(cfg)
+        self.train_s, self.valid_s = samplers_from_config(cfg, batch_scale=self.world.workers)
         init_params = None
         if state is not None:
             if state["config"]["model"] != cfg["model"] and cfg["model"]["descriptor"]["sel"] != "auto":
@@ -116,7 +128,7 @@ class Trainer:
                     cfg["model"]["descriptor"]["sel"] = list(init.sel)
             cfg = resolve_sel(cfg, self.train_s.systems)
         self.cfg = cfg
-        if normalized_output is not None:
+        if normalized_output is not None and self.world.is_main:
             from ..config import write_normalized
 
             write_normalized(cfg, normalized_output, source=source)
@@ -135,8 +147,10 @@ class Trainer:
             self.start_step = int(state["step"])
             log.info("restart from %s at step %d (written by backend %s)", state["path"], self.start_step,
                      state["backend"])
+            self._check_global_batch(state)
         else:
-            self.model = build_model_and_stats(cfg, self.train_s, init_params=init_params)
+            self.model = build_model_and_stats(cfg, self.train_s, init_params=init_params,
+                                               use_stat_file=self.world.is_main)
             self.start_step = 0
         self._setup_optimisation(numb_steps, state)
 
@@ -149,6 +163,7 @@ class Trainer:
         self.num_steps = int(numb_steps) if numb_steps is not None else steps_from_config(tr, self.train_s)
         self.loss = make_loss(cfg["loss"], backend=be.name, start_lr=cfg["learning_rate"]["start_lr"])
         self.lr = make_lr(cfg["learning_rate"], self.num_steps)
+        self.lr_scale = lr_scale(cfg["learning_rate"].get("scale_by_worker", "linear"), self.world.workers)
         self.keys = list(self.loss.display_keys)
         trainable, self.frozen_np = split_params(self.model.params, trainable_mask(mcfg, self.model.params))
         self.n_trainable = sum(int(np.size(x)) for x in leaves(trainable))
@@ -157,8 +172,8 @@ class Trainer:
             adam = {"step": int(opt["step"]), "m": opt["m"], "v": opt["v"]}
         else:
             adam = adam_init(trainable)
-        self.trainable, self.frozen = be.tree_asarray(trainable), be.tree_asarray(self.frozen_np)
-        self.adam = {"step": adam["step"], "m": be.tree_asarray(adam["m"]), "v": be.tree_asarray(adam["v"])}
+        self.trainable, self.frozen = self.world.params(trainable), self.world.params(self.frozen_np)
+        self.adam = {"step": adam["step"], "m": self.world.params(adam["m"]), "v": self.world.params(adam["v"])}
         # compiled steps get lr and the Adam step as 0-d arrays (a Python number is a trace-time constant)
         self.jitted = bool(be.capabilities.get("jit", False) or getattr(be, "compile", False))
         if is_spin(self.model):
@@ -167,9 +182,13 @@ class Trainer:
             from ..model.energy import forward
         ctx = step_context(be, mcfg, self.loss.config, self.loss.start_lr, forward.__module__)
         self.steps = StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
-                                                                tr.get("gradient_max_norm"), forward),
+                                                                tr.get("gradient_max_norm"), forward, self.lr_scale),
                                 ("step", json.dumps(cfg["optimizer"], sort_keys=True),
-                                 tr.get("gradient_max_norm")) + ctx)
+                                 tr.get("gradient_max_norm"), self.lr_scale) + ctx)
+        if self.world.kind == "processes":  # gradients summed over the processes between the two halves
+            self.grads = StepCache(lambda blocks, flags: make_grad(be, mcfg, self.loss, blocks, flags, forward),
+                                   ("grad",) + ctx)
+            self.update = make_update(be, cfg["optimizer"], tr.get("gradient_max_norm"), self.lr_scale)
         self.evals = StepCache(lambda blocks, flags: make_eval(be, mcfg, self.loss, blocks, flags, forward),
                                 ("eval",) + ctx)
 
@@ -183,13 +202,16 @@ class Trainer:
         else:
             inputs, labels, blocks = batch_inputs(self.model.config, batch)
         arrays, flags = split_labels(labels)
-        return self.backend.tree_asarray(inputs), self.backend.tree_asarray(arrays), blocks, flags
+        nf = int(np.shape(batch["coord"])[0])
+        return self.world.to_backend(inputs, nf), self.world.to_backend(arrays, nf), blocks, flags
 
     def _metrics(self, metrics) -> dict:
         return {k: float(self.backend.to_numpy(metrics[k])) for k in self.keys}
 
     def step(self, t: int) -> dict:
         """Train step ``t`` (0-based); returns the metrics (backend arrays) of its batch before the update."""
+        if self.world.kind == "processes":
+            return self._step_shard(t)
         lr = float(self.lr.value(t))
         inputs, labels, blocks, flags = self._to_backend(self.train_s.next_batch())
         adam = self.adam
@@ -203,6 +225,8 @@ class Trainer:
         """Metrics on ``numb_btch`` validation batches, averaged with the batches' atom counts (SPEC 10.3)."""
         if self.valid_s is None:
             return None
+        if self.world.kind == "processes":
+            return self._validate_shards(lr)
         params = merge_params(self.trainable, self.frozen)
         total, weight = {}, 0
         for batch in self.valid_s.take(self.valid_s.numb_btch):
@@ -234,6 +258,9 @@ class Trainer:
                  "sampler": {"train": self.train_s.get_state(),
                              "valid": None if self.valid_s is None else self.valid_s.get_state()},
                  "config": dict(self.cfg), "backend": be.name, "versions": _versions(be)}
+        if self.world.workers > 1:  # what a restart needs to know to continue the same global batches
+            state["data_parallel"] = {"kind": self.world.kind, "workers": self.world.workers,
+                                      "batch_sizes": list(self.train_s.batch_sizes)}
         path = write_checkpoint(self.workdir / (tr.get("save_dir") or "") / prefix.parent, prefix.name, state,
                                 tr["max_ckpt_keep"])
         log.info("saved checkpoint %s", path)
@@ -267,7 +294,7 @@ class Trainer:
         if self.start_step >= num_steps:
             log.warning("the checkpoint is at step %d and training/numb_steps is %d: nothing to train "
                         "(raise numb_steps to continue)", self.start_step, num_steps)
-        fout = self._open_lcurve()
+        fout = self._open_lcurve() if self.world.is_main else None
         t_start = time.perf_counter()
         t_first, t_window, n_window, timed_steps, timed_time = None, t_start, 0, 0, 0.0
         trn = val = ckpt = None
@@ -280,13 +307,14 @@ class Trainer:
                     for k, v in self._metrics(metrics).items():
                         running[k] = running.get(k, 0.0) + v
                     n_running += 1
-                display = fout is not None and ((t + 1) % disp_freq == 0 or t == 0)
+                display = bool(tr["disp_training"]) and ((t + 1) % disp_freq == 0 or t == 0)
                 if display:
                     lr = float(self.lr.value(t))
                     trn = {k: v / n_running for k, v in running.items()} if tr["disp_avg"] else self._metrics(metrics)
                     running, n_running = {}, 0
                     val = self.validate(lr)
-                    fout.write(lcurve.line(t + 1, lr, trn, val, self.keys))
+                    if fout is not None:  # the learning rate Adam used (scale_by_worker)
+                        fout.write(lcurve.line(t + 1, lr * self.lr_scale, trn, val, self.keys))
                 if t_first is None or display or t + 1 == num_steps:
                     self._wait()  # asynchronous backends (jax): time finished work, not dispatch
                 now = time.perf_counter()
@@ -296,13 +324,14 @@ class Trainer:
                     per = (now - t_window) / max(n_window, 1)
                     timed_steps, timed_time = timed_steps + n_window, timed_time + (now - t_window)
                     t_window, n_window = now, 0
-                    if display:
-                        _log_display(t + 1, num_steps, trn, val, float(self.lr.value(t)), per)
-                if (t + 1) % save_freq == 0 or t + 1 == num_steps:
+                    if display and self.world.is_main:
+                        _log_display(t + 1, num_steps, trn, val, float(self.lr.value(t)) * self.lr_scale, per)
+                if ((t + 1) % save_freq == 0 or t + 1 == num_steps) and self.world.is_main:
                     ckpt = self.save(t + 1)
         finally:
             if fout is not None:
                 fout.close()
+            self.world.close()
         wall = time.perf_counter() - t_start
         per_step = timed_time / timed_steps if timed_steps else float("nan")
         if tr["time_training"] and num_steps > self.start_step:
@@ -314,9 +343,8 @@ class Trainer:
         model.model_def_script = self.model.model_def_script
         return {"model": model, "train": trn, "valid": val, "s_per_step": per_step, "first_step_s": t_first,
                 "wall_s": wall, "checkpoint": ckpt, "backend": self.backend.name, "num_steps": num_steps,
-                "config": self.cfg, "settings": dict(self.backend.settings)}
-
-
+                "config": self.cfg, "settings": dict(self.backend.settings), "rank": self.world.rank,
+                "workers": self.world.workers}
 
 
 def _log_display(step, num_steps, trn, val, lr, per_step):

@@ -16,7 +16,9 @@ warmup_start_factor : float f0, default 0.0.  During warm-up (``t < warmup_steps
         lr(t) = f0 * start_lr + (start_lr - f0 * start_lr) * t / warmup_steps
 
     afterwards ``lr(t) = decay(tau)`` with ``tau = t - warmup_steps`` and ``T = num_steps - warmup_steps``.
-scale_by_worker : accepted, ignored (single process).
+scale_by_worker : "linear" (default), "sqrt" or "none": in a data-parallel run of N workers the learning rate given
+    to Adam is ``lr(t)`` times N, sqrt(N) or 1 (:func:`dpcore.train.distributed.lr_scale`; DeePMD-kit's rule;
+    the schedule and the loss prefactors are unchanged).  A single process is never scaled.
 
 Schedules (``type``)
 --------------------

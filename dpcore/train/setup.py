@@ -66,7 +66,8 @@ def _check_same_structure(params: dict, reference: dict, where: str, path: str =
                          f"{np.shape(reference)} (different sel/neuron/type_map?)")
 
 
-def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None = None):
+def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None = None,
+                          use_stat_file: bool = True):
     """The model to train: fresh parameters (seeded by ``training.seed``) with data statistics, or
     ``init_params`` (``--init-model``: parameters and statistics kept).
 
@@ -75,6 +76,8 @@ def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None 
     ``training.stat_file`` when given), fparam/aparam average and inverse std, and the energy
     ``out_bias`` (least squares on per-type atom counts).  A spin model's descriptor statistics and
     bias are those of its 2n-type backbone on the frames with virtual atoms (:func:`spin_stat_samples`).
+    ``use_stat_file=False``: ignore ``training.stat_file`` (the data-parallel workers other than rank 0, which
+    compute the same statistics and receive rank 0's, so that one process alone writes the file).
     """
     from ..stat.labels import energy_bias, fparam_aparam_stats
     from ..model.factory import model_from_config
@@ -88,9 +91,9 @@ def build_model_and_stats(cfg: dict, train_sampler, *, init_params: dict | None 
     t0 = time.perf_counter()
     samples = train_sampler.stat_batches(mcfg["data_stat_nbatch"])
     backbone_samples = spin_stat_samples(model, samples) if is_spin(model) else samples
-    d = mcfg["descriptor"]
+    d, stat_file = mcfg["descriptor"], cfg["training"].get("stat_file") if use_stat_file else None
     params["descriptor"].update(get_descriptor(d["type"]).stats(mcfg, params["descriptor"], backbone_samples,
-                                                                stat_file=cfg["training"].get("stat_file")))
+                                                                stat_file=stat_file))
     fit = mcfg["fitting_net"]
     fstats = fparam_aparam_stats(samples, fit["numb_fparam"], fit["numb_aparam"], mcfg["data_stat_protect"],
                                  fit.get("default_fparam"))
@@ -155,5 +158,10 @@ def load_init_model(path):
     if p.endswith((".dp", ".yaml", ".yml", ".h5", ".hdf5")):
         if not os.path.exists(p):
             raise FileNotFoundError(f"init-model {p!r} not found")
-        return load(p)
+        model = load(p)
+        if "compress" in model.config["descriptor"]:
+            # the tabulated forward would bypass the embedding nets: they would get no gradient
+            raise ValueError(f"init-model {p!r} is a compressed model (dpcore compress): training needs the "
+                             "embedding nets; start from the model file before compression")
+        return model
     return model_from_checkpoint(p)

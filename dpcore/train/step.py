@@ -17,36 +17,66 @@ def _jit_options(backend, update: bool = False) -> dict:
     return {**info.step_jit, **(info.update_jit if update else {})}
 
 
-def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dict, gradient_max_norm=None,
-              forward=None):
-    """``step(trainable, adam_state, frozen, inputs, labels, lr) -> (trainable, adam_state, loss, metrics)``.
-
-    Gradient of ``loss(energy.forward(cfg, trainable + frozen, inputs, blocks), labels, lr)`` with
-    respect to ``trainable`` (analytic forces inside), optional global-norm clipping, then Adam;
-    compiled with ``backend.jit`` (``blocks`` and the ``find_*`` ``flags`` are static).  ``forward``:
-    the model function (default :func:`dpcore.model.energy.forward`; spin: :func:`dpcore.model.spin.forward`).
-    """
+def _objective(model_cfg: dict, loss, blocks, flags: tuple, forward=None):
+    """``objective(trainable, frozen, inputs, labels, lr) -> (loss, metrics)`` of one batch."""
     from ..model import energy
 
     forward = energy.forward if forward is None else forward
-
     find = dict(flags)
-    b1, b2, wd = opt_cfg.get("adam_beta1", 0.9), opt_cfg.get("adam_beta2", 0.999), opt_cfg.get("weight_decay", 0.0)
 
     def objective(trainable, frozen, inputs, labels, lr):
         out = forward(model_cfg, merge_params(trainable, frozen), inputs, blocks)
         return loss(out, {**labels, **find}, lr)
 
-    grad_fn = backend.value_and_grad(objective, argnums=0, has_aux=True)
+    return objective
+
+
+def _adam_settings(opt_cfg: dict) -> tuple:
+    return opt_cfg.get("adam_beta1", 0.9), opt_cfg.get("adam_beta2", 0.999), opt_cfg.get("weight_decay", 0.0)
+
+
+def make_step(backend, model_cfg: dict, loss, blocks, flags: tuple, opt_cfg: dict, gradient_max_norm=None,
+              forward=None, lr_scale: float = 1.0):
+    """``step(trainable, adam_state, frozen, inputs, labels, lr) -> (trainable, adam_state, loss, metrics)``.
+
+    Gradient of ``loss(energy.forward(cfg, trainable + frozen, inputs, blocks), labels, lr)`` with
+    respect to ``trainable`` (analytic forces inside), optional global-norm clipping, then Adam with
+    learning rate ``lr * lr_scale`` (``learning_rate.scale_by_worker``; the loss prefactors follow ``lr``);
+    compiled with ``backend.jit`` (``blocks`` and the ``find_*`` ``flags`` are static).  ``forward``:
+    the model function (default :func:`dpcore.model.energy.forward`; spin: :func:`dpcore.model.spin.forward`).
+    """
+    b1, b2, wd = _adam_settings(opt_cfg)
+    grad_fn = backend.value_and_grad(_objective(model_cfg, loss, blocks, flags, forward), argnums=0, has_aux=True)
 
     def step(trainable, adam_state, frozen, inputs, labels, lr):
         (value, metrics), grads = grad_fn(trainable, frozen, inputs, labels, lr)
         if gradient_max_norm:
             grads = clip_by_global_norm(grads, gradient_max_norm)
-        trainable, adam_state = adam_update(trainable, grads, adam_state, lr, b1, b2, 1e-8, wd)
+        trainable, adam_state = adam_update(trainable, grads, adam_state, lr if lr_scale == 1.0 else lr * lr_scale,
+                                            b1, b2, 1e-8, wd)
         return trainable, adam_state, value, metrics
 
     return backend.jit(step, **_jit_options(backend, update=True))
+
+
+def make_grad(backend, model_cfg: dict, loss, blocks, flags: tuple, forward=None):
+    """``grad(trainable, frozen, inputs, labels, lr) -> ((loss, metrics), grads)``: the first half of
+    :func:`make_step`, for a data-parallel worker whose gradients are summed before the update."""
+    grad_fn = backend.value_and_grad(_objective(model_cfg, loss, blocks, flags, forward), argnums=0, has_aux=True)
+    return backend.jit(grad_fn, **_jit_options(backend))
+
+
+def make_update(backend, opt_cfg: dict, gradient_max_norm=None, lr_scale: float = 1.0):
+    """``update(trainable, adam_state, grads, lr) -> (trainable, adam_state)``: the second half of
+    :func:`make_step` (clipping, Adam with ``lr * lr_scale``)."""
+    b1, b2, wd = _adam_settings(opt_cfg)
+
+    def update(trainable, adam_state, grads, lr):
+        if gradient_max_norm:
+            grads = clip_by_global_norm(grads, gradient_max_norm)
+        return adam_update(trainable, grads, adam_state, lr if lr_scale == 1.0 else lr * lr_scale, b1, b2, 1e-8, wd)
+
+    return backend.jit(update, **_jit_options(backend, update=True))
 
 
 def make_eval(backend, model_cfg: dict, loss, blocks, flags: tuple, forward=None):
