@@ -14,10 +14,8 @@ def validate(cfg) -> None:
     """Checks that need the whole model config (clear errors before any array is built)."""
     d, f = cfg["descriptor"], cfg["fitting_net"]
     ntypes = len(cfg["type_map"])
-    descriptor = get_descriptor(d["type"])
-    descriptor.validate(d, ntypes)
+    get_descriptor(d["type"]).validate(d, ntypes)
     get_fitting(f.get("type", "ener"))
-    f["mixed_types"] = bool(descriptor.MIXED_TYPES)  # one fitting net for all types (DPA-1, SPEC_DPA1 7)
     for where, act in (("descriptor", d["activation_function"]), ("fitting_net", f["activation_function"])):
         try:
             get_activation(act)
