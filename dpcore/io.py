@@ -290,6 +290,18 @@ def _metadata_defaults() -> dict:
     }
 
 
+def check_output_path(path: Path, force: bool, example: str, flag: str = "-o") -> None:
+    """The checks of a command's output model file (``dpcore freeze``, ``dpcore compress``): a known suffix, not
+    a folder (``example``: the file name suggested inside it), never replaced without ``force``."""
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ValueError(f"{flag} {path}: the model file must end in one of {', '.join(SUPPORTED_SUFFIXES)} "
+                         "(DeePMD-kit HDF5 '.dp' or YAML '.yaml')")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name such as {path / example}")
+    if path.exists() and not force:
+        raise ValueError(f"{path} exists; use --force to replace it")
+
+
 def write_model_file(path: str | os.PathLike, envelope: dict) -> None:
     """Write a model envelope as a DeePMD-kit ``.dp`` (HDF5) or ``.yaml``/``.yml`` file.
 

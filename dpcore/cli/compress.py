@@ -70,18 +70,14 @@ def data_min_nbor_dist(training_script, type_map: list, rcut: float) -> float:
 
 def main(args) -> int:
     from ..descriptor.tabulate import compress_model
-    from ..io import SUPPORTED_SUFFIXES, read_model_file, write_model_file
+    from ..io import SUPPORTED_SUFFIXES, check_output_path, read_model_file, write_model_file
     from ..model.factory import MODEL_TYPES
 
     src, out = Path(args.input), Path(args.output)
-    for flag, path in (("-i", src), ("-o", out)):
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise ValueError(f"{flag} {path}: the model file must end in one of {', '.join(SUPPORTED_SUFFIXES)} "
-                             "(DeePMD-kit HDF5 '.dp' or YAML '.yaml')")
-    if out.is_dir():
-        raise ValueError(f"-o {out} is a folder; give a file name such as {out / 'frozen_model_compressed.dp'}")
-    if out.exists() and not args.force:
-        raise ValueError(f"{out} exists; use --force to replace it")
+    if src.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ValueError(f"-i {src}: the model file must end in one of {', '.join(SUPPORTED_SUFFIXES)} "
+                         "(DeePMD-kit HDF5 '.dp' or YAML '.yaml')")
+    check_output_path(out, args.force, "frozen_model_compressed.dp")
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise ValueError(f"-o {out} is the input file; write the compressed model to another file")
     envelope = read_model_file(src)

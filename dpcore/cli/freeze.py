@@ -13,7 +13,6 @@ name and renamed, so an interrupted freeze leaves no partial model.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
@@ -28,29 +27,17 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     from ..train.checkpoint import model_from_checkpoint, resolve_checkpoint
-    from ..io import SUPPORTED_SUFFIXES
+    from ..io import check_output_path
 
     if args.checkpoint and args.checkpoint_folder and args.checkpoint != args.checkpoint_folder:
         raise ValueError(f"give the checkpoint once: CHECKPOINT={args.checkpoint!r} and -c {args.checkpoint_folder!r} differ")
     source = args.checkpoint or args.checkpoint_folder or "."
     out = Path(args.output)
-    if out.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise ValueError(f"-o {out}: the model file must end in one of {', '.join(SUPPORTED_SUFFIXES)} "
-                         "(DeePMD-kit HDF5 '.dp' or YAML '.yaml')")
-    if out.is_dir():
-        raise ValueError(f"-o {out} is a folder; give a file name such as {out / 'frozen_model.dp'}")
-    if out.exists() and not args.force:
-        raise ValueError(f"{out} exists; use --force to replace it")
+    check_output_path(out, args.force, "frozen_model.dp")
     ckpt = resolve_checkpoint(source)
     model = model_from_checkpoint(ckpt)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
-    try:
-        model.save(tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    model.save(out)  # written next to its name and renamed (dpcore.io.write_model_file): no partial file
     print(f"froze {ckpt} -> {out} (type_map {model.type_map})")
     return 0
