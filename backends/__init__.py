@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 
+from . import threads
 from .frameworks import FrameworkConflictError, load_framework
 from .registry import ALIASES, BACKENDS, BackendInfo, canonical_name, info, training_backends
 
@@ -23,7 +24,8 @@ def get_backend(name: str, device=None):
     """The adapter object of backend ``name`` on ``device`` (imports its framework on first use).
 
     Backend objects are created once per (name, device); creating one applies the backend's
-    numerical settings (e.g. JAX x64), recorded in ``backend.settings``.
+    numerical settings (e.g. JAX x64) and the process's thread plan (:mod:`dpcore.backends.threads`), recorded in
+    ``backend.settings``.
     """
     key = canonical_name(name)
     if (key, device) not in _CACHE:
@@ -33,6 +35,9 @@ def get_backend(name: str, device=None):
         except ImportError as e:
             hint = f'pip install "dpcore[{extra}]"' if extra else "pip install numpy"
             raise ImportError(f"backend {key!r} needs the {framework!r} package, which is not installed: {hint}") from e
+        applied = threads.apply(framework)  # before the adapter's first computation (XLA reads its flags then)
         module = importlib.import_module(f"dpcore.backends.{key}")
-        _CACHE[(key, device)] = module.BACKEND_CLASS(device)
+        backend = module.BACKEND_CLASS(device)
+        backend.settings.update(applied)
+        _CACHE[(key, device)] = backend
     return _CACHE[(key, device)]

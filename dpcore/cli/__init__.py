@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from ..backends import threads
+
 # sub-command -> (module with add_arguments(parser) and main(args) -> int, help)
 COMMANDS = {
     "conformance": ("dpcore.conformance.cli", "cross-backend conformance suite (one process per backend)"),
@@ -27,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module).add_arguments(p)
+        p.add_argument("--threads", default=None, metavar="N",
+                       help="threads per framework operation and for BLAS: a number or 'auto' (the idle cores); "
+                            "default: DP_INTRA_OP_PARALLELISM_THREADS or OMP_NUM_THREADS if set, else auto "
+                            "(docs/backends.md, Threads)")
     return parser
 
 
@@ -34,6 +40,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        threads.configure(args.threads)  # before any framework is loaded, so each one starts with the plan
         return int(module.main(args) or 0)
     except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as e:
         print(f"dpcore {args.command}: error: {e}", file=sys.stderr)
