@@ -37,6 +37,15 @@ class Backend:
     def namespace(self):
         raise NotImplementedError
 
+    def device_type(self) -> str:
+        """``"cpu"``, ``"cuda"``, ``"gpu"`` or ``"tpu"``: the kind of device this backend's arrays live on (for the
+        registry's per-device capabilities), read off a placed array, so a framework's default device counts."""
+        from array_api_compat import device as device_of
+
+        dev = device_of(self.asarray(np.zeros(1)))
+        name = str(getattr(dev, "type", None) or getattr(dev, "platform", None) or dev).lower()
+        return next((kind for kind in ("cuda", "gpu", "tpu", "cpu") if kind in name), name)
+
     def asarray(self, x):
         raise NotImplementedError
 

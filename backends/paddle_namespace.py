@@ -41,7 +41,7 @@ __all__ = [
 
 _SCALAR = (_builtins.bool, _builtins.int, _builtins.float)
 _KIND = {_paddle.bool: ("b", 1), _paddle.int32: ("i", 4), _paddle.int64: ("i", 8),
-         _paddle.float32: ("f", 4), _paddle.float64: ("f", 8)}
+         _paddle.float16: ("f", 2), _paddle.bfloat16: ("f", 2), _paddle.float32: ("f", 4), _paddle.float64: ("f", 8)}
 
 
 # -- helpers (private) ------------------------------------------------------------------------------------
@@ -288,5 +288,7 @@ def dpcore_device(x):
 bool = _paddle.bool
 int32 = _paddle.int32
 int64 = _paddle.int64
+float16 = _paddle.float16  # mixed-precision compute dtypes (training.mixed_precision)
+bfloat16 = _paddle.bfloat16
 float32 = _paddle.float32
 float64 = _paddle.float64

@@ -17,7 +17,8 @@ class BackendInfo:
     """Static facts of one backend.
 
     capabilities: ``autodiff`` (value_and_grad), ``jit`` (a real compiler behind ``backend.jit``),
-        ``use_default_pf`` (the loss option is supported), ``float32``/``float64``, ``devices``;
+        ``use_default_pf`` (the loss option is supported), ``float32``/``float64``, ``devices``,
+        ``mixed_precision`` (device types with bfloat16 matrix products, for ``training.mixed_precision``);
     jit_forward: model forwards (energy and spin) are compiled with ``backend.jit`` (jax: eager JAX was
         measured ~40x slower per call; TensorFlow's tf.function retraces per input shape, 10 s each);
     step_jit: extra ``backend.jit`` arguments of the training and validation steps (TensorFlow with XLA,
@@ -55,9 +56,10 @@ class BackendInfo:
         return bool(self.capabilities["autodiff"])
 
 
-def _caps(autodiff: bool, jit: bool, use_default_pf: bool, devices: list) -> dict:
+def _caps(autodiff: bool, jit: bool, use_default_pf: bool, devices: list, mixed_precision: list | None = None) -> dict:
     return {"autodiff": autodiff, "jit": jit, "use_default_pf": use_default_pf, "devices": devices,
-            "float32": True, "float64": True}
+            "float32": True, "float64": True,
+            "mixed_precision": list(devices if mixed_precision is None else mixed_precision) if autodiff else []}
 
 
 BACKENDS = {
@@ -78,7 +80,7 @@ BACKENDS = {
                       r"^[IW]\d{4} [\d:. ]+\d+ [\w.]+\.cc:\d+\]",  # absl-format INFO/WARNING lines before init
                       r"^To enable the following instructions: .* rebuild TensorFlow")),
     "paddle": BackendInfo(
-        "paddle", "paddle", "paddle", "Paddle", _caps(True, False, False, ["cpu", "gpu"]),
+        "paddle", "paddle", "paddle", "Paddle", _caps(True, False, False, ["cpu", "gpu"], mixed_precision=["gpu"]),
         unsafe_after=(("tensorflow", "their bundled protobuf libraries clash: the interpreter is killed by a "
                                      "segmentation fault"),),
         quiet_warnings=("No ccache found",)),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .registry import BACKENDS
 
-COLUMNS = ("autodiff", "jit", "use_default_pf", "float32", "float64", "devices")
+COLUMNS = ("autodiff", "jit", "use_default_pf", "float32", "float64", "devices", "mixed_precision")
 
 
 def capabilities(name: str) -> dict:
@@ -20,7 +20,7 @@ def markdown_table() -> str:
     def cell(v):
         if isinstance(v, bool):
             return "yes" if v else "no"
-        return ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+        return (", ".join(map(str, v)) or "-") if isinstance(v, list) else str(v)
 
     lines = ["| backend | pip extra | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for name, entry in BACKENDS.items():

@@ -35,11 +35,14 @@ __array_api_version__ = "2023.12"
 bool = tf.bool  # noqa: A001  (array-API dtype names)
 int32 = tf.int32
 int64 = tf.int64
+float16 = tf.float16  # mixed-precision compute dtypes (training.mixed_precision)
+bfloat16 = tf.bfloat16
 float32 = tf.float32
 float64 = tf.float64
 
-_KIND = {tf.bool: "bool", tf.int32: "int", tf.int64: "int", tf.float32: "float", tf.float64: "float"}
-_RANK = {tf.bool: 0, tf.int32: 1, tf.int64: 2, tf.float32: 1, tf.float64: 2}
+_KIND = {tf.bool: "bool", tf.int32: "int", tf.int64: "int", tf.float16: "float", tf.bfloat16: "float",
+         tf.float32: "float", tf.float64: "float"}
+_RANK = {tf.bool: 0, tf.int32: 1, tf.int64: 2, tf.float16: 0, tf.bfloat16: 0, tf.float32: 1, tf.float64: 2}
 
 
 def _is_array(x) -> builtins.bool:

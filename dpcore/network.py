@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from .precision import dtype_of
 from .xp import namespace
 
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -107,17 +108,29 @@ def _dense(xp, x, w):
     return xp.reshape(xp.reshape(x, (-1, x.shape[-1])) @ w, lead + (w.shape[-1],))
 
 
-def layer_forward(layer, x, activation, resnet: bool):
-    """One dense layer: x (..., n_in) -> y (..., n_out) and a cache for :func:`layer_vjp`."""
+def layer_forward(layer, x, activation, resnet: bool, compute=None):
+    """One dense layer: x (..., n_in) -> y (..., n_out) and a cache for :func:`layer_vjp`.
+
+    ``compute``: None, or a precision name (``"bfloat16"``, ``"float16"``) for DeePMD-kit's mixed precision: the
+    input, weights, bias and ``idt`` are cast to it, the product and the activation run in it, and the
+    activated output is cast back to ``x``'s dtype (the "output precision") before the residual sum.
+    """
     xp = namespace(x)
-    w = layer["w"]
-    z = _dense(xp, x, w)
-    if layer.get("b") is not None:
-        z = z + layer["b"]
+    w, b, idt = layer["w"], layer.get("b"), layer.get("idt")
+    xin = x
+    if compute is not None:
+        cd = dtype_of(xp, compute)
+        xin, w = xp.astype(x, cd), xp.astype(w, cd)
+        b = None if b is None else xp.astype(b, cd)
+        idt = None if idt is None else xp.astype(idt, cd)
+    z = _dense(xp, xin, w)
+    if b is not None:
+        z = z + b
     y, dact = activation(xp, z)
-    idt = layer.get("idt")
     if idt is not None:
         y = y * idt
+    if compute is not None:
+        y = xp.astype(y, x.dtype)
     n_in, n_out = w.shape
     if resnet and n_out == n_in:
         y = y + x
@@ -131,7 +144,7 @@ def layer_vjp(layer, gy, cache, resnet: bool):
     """Pull ``dE/dy`` back to ``dE/dx`` through one dense layer."""
     xp = namespace(gy)
     dact, n_in, n_out = cache
-    gz = gy * dact()
+    gz = gy * xp.astype(dact(), gy.dtype)  # (a mixed-precision layer's derivative is in its compute dtype)
     if layer.get("idt") is not None:
         gz = gz * layer["idt"]
     gx = _dense(xp, gz, xp.matrix_transpose(layer["w"]))
@@ -146,17 +159,19 @@ def _layers(net):
     return [net[str(i)] for i in range(len(net))]
 
 
-def net_forward(net, x, activation: str, final_linear: bool = False):
+def net_forward(net, x, activation: str, final_linear: bool = False, compute=None):
     """Embedding net (all layers residual-capable) or fitting net (``final_linear``: last layer linear, no residual).
 
-    x: (..., in_dim) -> (..., out_dim); also returns the per-layer caches.
+    x: (..., in_dim) -> (..., out_dim); also returns the per-layer caches.  ``compute``: the mixed-precision
+    compute dtype name of every layer but a fitting net's final one, which runs in ``x``'s dtype (as DeePMD-kit).
     """
     act = get_activation(activation)
     layers = _layers(net)
     caches = []
     for i, layer in enumerate(layers):
         last = final_linear and i == len(layers) - 1
-        x, cache = layer_forward(layer, x, _identity if last else act, resnet=not last)
+        x, cache = layer_forward(layer, x, _identity if last else act, resnet=not last,
+                                 compute=None if last else compute)
         caches.append(cache)
     return x, caches
 

@@ -21,3 +21,10 @@ def dtype_of(xp, precision: str):
     if dt is None:
         raise NotImplementedError(f"precision {name} is not available in this array namespace")
     return dt
+
+
+def compute_precision(section: dict):
+    """The mixed-precision compute dtype name of a descriptor or fitting section (``section["mixed_precision"]
+    ["compute_prec"]``, set by training from ``training.mixed_precision``), or None (one precision)."""
+    mixed = section.get("mixed_precision")
+    return None if not mixed else precision_name(mixed["compute_prec"])

@@ -128,4 +128,8 @@ def check_semantics(c: dict) -> None:
              "must be >= 1")
     for k in ("disp_freq", "save_freq"):
         need(tr[k] >= 1, f"training/{k}", f"must be >= 1, got {tr[k]}")
+    sb = tr.get("shape_buckets", "auto")
+    need(sb in ("auto", "off") or (isinstance(sb, int) and not isinstance(sb, bool) and sb >= 1),
+         "training/shape_buckets", f"expected 'auto', 'off' or an integer >= 1 (the most padded batch shapes, "
+         f"hence compiled training steps), got {sb!r}")
 

@@ -165,6 +165,7 @@ def schema():
         opt("neighbor_graph_method", str, default="auto"),
         opt("enable_compile", bool, default=False),
         opt("enable_tf32", bool, default=False),
+        opt("shape_buckets", [int, str]),  # dpcore only (absent = "auto"): padded batch shapes, dpcore.train.buckets
     ])
     return A("input", dict, [model, lr, loss, optimizer, training])
 

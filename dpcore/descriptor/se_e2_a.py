@@ -21,6 +21,7 @@ from __future__ import annotations
 from ..by_type import apply_by_type, vjp_by_type
 from ..env_mat import env_mat, env_mat_vjp
 from ..network import net_forward, net_vjp
+from ..precision import compute_precision
 from ..tabulated import tabulated_contraction, tabulated_contraction_vjp
 from ..xp import namespace
 
@@ -253,6 +254,7 @@ def forward(cfg, params, rij, pairs, blocks=None):
         Rn = Rn * xp.astype(excl, Rn.dtype)[..., None]
     nets = params["embedding"]
     tables = params["compress"]["table"] if cfg.get("compress") else None
+    compute = compute_precision(cfg)
     sec = sections(cfg)
     A = None
     block_caches = []
@@ -268,7 +270,7 @@ def forward(cfg, params, rij, pairs, blocks=None):
 
         def embed(tc, s, tn=tn):
             net = nets.get(_embedding_key(cfg, tc, tn))
-            return None if net is None else net_forward(net, s, cfg["activation_function"])
+            return None if net is None else net_forward(net, s, cfg["activation_function"], compute=compute)
 
         s = Rt[..., 0:1]
         if cfg["type_one_side"]:

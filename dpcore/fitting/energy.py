@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..by_type import apply_by_type, vjp_by_type
 from ..network import net_forward, net_vjp
+from ..precision import compute_precision
 from ..xp import namespace
 
 TYPE = "ener"
@@ -201,11 +202,11 @@ def forward(cfg, params, D, centre_type, fparam=None, aparam=None, blocks=None):
     extra = _extra_inputs(cfg, params, D, fparam, aparam)
     x = xp.concat([D] + extra, axis=-1) if extra else D
     nets = params["nets"]
-    act = cfg["activation_function"]
+    act, compute = cfg["activation_function"], compute_precision(cfg)
 
     def fit(t, xs):
         net = nets.get(str(t))
-        return None if net is None else net_forward(net, xs, act, final_linear=True)
+        return None if net is None else net_forward(net, xs, act, final_linear=True, compute=compute)
 
     if cfg.get("mixed_types"):  # one net for every type; atom_ener: F(0) subtracted for every atom (SPEC_DPA1 7)
         e, caches = fit(0, x)

@@ -54,12 +54,16 @@ class Reducer:
 
     mask: (nf, nloc) real atoms not excluded (any dtype; cast to float64).
     ``inv``: (nf,) ``1/N_f`` (0 where ``N_f = 0``), ``N_f = sum_i m_fi``.
+    frame_mask: optional (nf,) 1 for real frames, 0 for padding frames (a batch padded to a shape bucket,
+    :mod:`dpcore.train.buckets`; their atoms are masked): means over frames count the real frames only.
     """
 
-    def __init__(self, xp, mask):
+    def __init__(self, xp, mask, frame_mask=None):
         self.xp = xp
         self.m = xp.astype(mask, xp.float64)
         self.nf, self.nloc = int(mask.shape[0]), int(mask.shape[1])
+        self.fm = None if frame_mask is None else xp.astype(frame_mask, xp.float64)
+        self._frames = self.nf if frame_mask is None else xp.sum(self.fm)
         n_f = xp.sum(self.m, axis=1)
         pos = n_f > 0.0
         self.inv = xp.where(pos, 1.0 / xp.where(pos, n_f, 1.0), 0.0)
@@ -75,15 +79,17 @@ class Reducer:
 
     def frame_mean(self, x, power: int = 0):
         """``mean_f(x_f * inv_f^power)`` for x (nf,)."""
-        w = {0: None, 1: self.inv, 2: self.inv * self.inv}[power]
-        return self.xp.sum(x if w is None else x * w) / self.nf
+        w = {0: self.fm, 1: self.inv, 2: self.inv * self.inv}[power]  # inv is 0 on padding frames
+        return self.xp.sum(x if w is None else x * w) / self._frames
 
     def mean(self, x):
-        """Plain mean over all elements."""
+        """Plain mean over all elements of x (nf, ...) (padding frames, all zero, not counted)."""
         n = 1
-        for s in x.shape:
+        for s in x.shape[1:]:
             n *= int(s)
-        return self.xp.sum(x) / max(n, 1)
+        if self.fm is not None:
+            x = x * self.xp.reshape(self.fm, (-1,) + (1,) * (len(x.shape) - 1))
+        return self.xp.sum(x) / (self._frames * max(n, 1))
 
 
 class Loss:
@@ -152,7 +158,7 @@ class Loss:
             nf, nloc = int(model_out["atom_energy"].shape[0]), int(model_out["atom_energy"].shape[1])
             mask = (self.label(labels, "atype", (nf, nloc)) >= 0.0) if atype is not None else \
                 xp.ones_like(xp.reshape(self.f64(model_out["atom_energy"]), (nf, nloc)))
-        red = Reducer(xp, mask)
+        red = Reducer(xp, mask, labels.get("frame_mask"))
         terms, metrics = self._compute(xp, model_out, labels, red, self.prefactors(lr), mae)
         loss = xp.zeros((), dtype=xp.float64, device=self._dev)
         for t in terms:

@@ -1,4 +1,5 @@
-"""A sampled batch -> model inputs (pair data), labels and type blocks; the spin model's 2·nloc-atom form."""
+"""A sampled batch -> model inputs (pair data), labels and type blocks; the spin model's 2·nloc-atom form;
+:class:`BatchShaper`, which also pads the batch to its shape bucket (:mod:`dpcore.train.buckets`)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,37 @@ def split_labels(labels: dict) -> tuple[dict, tuple]:
     flags = tuple(sorted((k, float(v)) for k, v in labels.items() if k.startswith("find_")))
     return arrays, flags
 
+
+
+class BatchShaper:
+    """``shaper(batch) -> (inputs, label arrays, blocks, find flags, nf)``: NumPy model inputs of a sampled batch
+    (:func:`batch_inputs`, or :func:`spin_batch_inputs` for a spin model), padded to its bucket when ``buckets``
+    (:class:`~dpcore.train.buckets.Buckets`) are given (:func:`~dpcore.train.padding.pad_batch`); ``nf`` is the
+    frames of the (padded) batch."""
+
+    def __init__(self, model, spin: bool, buckets=None):
+        from ..descriptor import get_descriptor
+
+        self.model, self.spin, self.buckets = model, spin, buckets
+        cfg = model.config
+        self.ntypes_backbone = len(cfg["type_map"])
+        self.ntypes = model.ntypes if spin else self.ntypes_backbone
+        self.mixed_types = bool(get_descriptor(cfg["descriptor"]["type"]).MIXED_TYPES)
+
+    def __call__(self, batch: dict):
+        from .padding import pad_batch
+
+        if self.spin:
+            inputs, labels, blocks = spin_batch_inputs(self.model, batch)
+        else:
+            inputs, labels, blocks = batch_inputs(self.model.config, batch)
+        arrays, flags = split_labels(labels)
+        nf = int(np.shape(batch["coord"])[0])
+        if self.buckets is not None and blocks is not None:
+            counts = np.bincount(np.asarray(batch["atype"])[0], minlength=self.ntypes)
+            bucket = self.buckets.bucket((nf,) + tuple(int(c) for c in counts))
+            if bucket is not None:
+                inputs, arrays, blocks = pad_batch(inputs, arrays, counts, bucket, ntypes_backbone=self.ntypes_backbone,
+                                                   spin=self.spin, mixed_types=self.mixed_types)
+                nf = bucket[0]
+        return inputs, arrays, blocks, flags, nf

@@ -43,9 +43,11 @@ from pathlib import Path
 import numpy as np
 
 from . import lcurve
-from .batch import batch_inputs, spin_batch_inputs, split_labels
+from .batch import BatchShaper
+from .buckets import buckets_for_run
 from .checkpoint import load_checkpoint, write_checkpoint
 from .distributed import lr_scale, open_world, plan_data_parallel
+from .mixed_precision import training_model_config, use_output_precision
 from .optim import adam_init
 from .params import leaves, merge_params, split_params, trainable_mask
 from .setup import (build_model_and_stats, check_training_section, is_spin, load_init_model, nlist_maker,
@@ -107,6 +109,7 @@ class Trainer(WorkerSteps):
         source = getattr(cfg, "source_path", None)
         cfg = normalize_config(cfg)
         check_training_section(cfg["training"])
+        use_output_precision(cfg)
         plan = plan_data_parallel(name if isinstance(backend, str) else backend.name, local_devices)
         self.backend = get_backend(name) if isinstance(backend, str) else backend  # after the input checks
         self.world = open_world(self.backend, plan)
@@ -159,7 +162,7 @@ class Trainer(WorkerSteps):
         from .lr import make_lr
 
         cfg, be, tr = self.cfg, self.backend, self.cfg["training"]
-        mcfg = self.model.config
+        mcfg = training_model_config(self.model.config, tr.get("mixed_precision"), be.info, be.device_type())
         self.num_steps = int(numb_steps) if numb_steps is not None else steps_from_config(tr, self.train_s)
         self.loss = make_loss(cfg["loss"], backend=be.name, start_lr=cfg["learning_rate"]["start_lr"])
         self.lr = make_lr(cfg["learning_rate"], self.num_steps)
@@ -181,6 +184,10 @@ class Trainer(WorkerSteps):
         else:
             from ..model.energy import forward
         ctx = step_context(be, mcfg, self.loss.config, self.loss.start_lr, forward.__module__)
+        w = self.world
+        self.shaper = BatchShaper(self.model, is_spin(self.model), buckets_for_run(
+            tr.get("shape_buckets"), self.jitted, self.model.ntypes, self.train_s, self.valid_s, tr["disp_freq"],
+            (w.rank, w.size) if w.kind == "processes" else None, w.size if w.kind == "devices" else 1))
         self.steps = StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
                                                                 tr.get("gradient_max_norm"), forward, self.lr_scale),
                                 ("step", json.dumps(cfg["optimizer"], sort_keys=True),
@@ -197,12 +204,7 @@ class Trainer(WorkerSteps):
         return self.backend.asarray(np.asarray(x, dtype=dtype)) if self.jitted else x
 
     def _to_backend(self, batch):
-        if is_spin(self.model):
-            inputs, labels, blocks = spin_batch_inputs(self.model, batch)
-        else:
-            inputs, labels, blocks = batch_inputs(self.model.config, batch)
-        arrays, flags = split_labels(labels)
-        nf = int(np.shape(batch["coord"])[0])
+        inputs, arrays, blocks, flags, nf = self.shaper(batch)  # padded to its shape bucket (train/buckets.py)
         return self.world.to_backend(inputs, nf), self.world.to_backend(arrays, nf), blocks, flags
 
     def _metrics(self, metrics) -> dict:
@@ -216,7 +218,7 @@ class Trainer(WorkerSteps):
         inputs, labels, blocks, flags = self._to_backend(self.train_s.next_batch())
         adam = self.adam
         adam_in = {"step": self._scalar(adam["step"], np.int64), "m": adam["m"], "v": adam["v"]}
-        self.trainable, out, _, metrics = self.steps.get(blocks, flags)(
+        self.trainable, out, _, metrics = self.steps.get(blocks, flags, inputs)(
             self.trainable, adam_in, self.frozen, inputs, labels, self._scalar(lr, np.float64))
         self.adam = {"step": adam["step"] + 1, "m": out["m"], "v": out["v"]}
         return metrics
@@ -231,7 +233,7 @@ class Trainer(WorkerSteps):
         total, weight = {}, 0
         for batch in self.valid_s.take(self.valid_s.numb_btch):
             inputs, labels, blocks, flags = self._to_backend(batch)
-            _, m = self.evals.get(blocks, flags)(params, inputs, labels, self._scalar(lr, np.float64))
+            _, m = self.evals.get(blocks, flags, inputs)(params, inputs, labels, self._scalar(lr, np.float64))
             natoms = int(batch["atype"].shape[-1])
             for k, v in self._metrics(m).items():
                 total[k] = total.get(k, 0.0) + v * natoms

@@ -17,7 +17,7 @@ from ..descriptor import get_descriptor
 log = logging.getLogger("dpcore.train")
 
 # training keys dpcore accepts but does not implement: (default, error if changed?)
-_UNSUPPORTED = {"enable_ema": (False, True), "acc_freq": (1, True), "mixed_precision": (None, True),
+_UNSUPPORTED = {"enable_ema": (False, True), "acc_freq": (1, True),
                 "change_bias_after_training": (False, True), "zero_stage": (0, True),
                 "tensorboard": (False, False), "profiling": (False, False), "enable_profiler": (False, False),
                 "enable_compile": (False, False), "enable_tf32": (False, False),

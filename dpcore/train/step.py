@@ -95,19 +95,23 @@ def make_eval(backend, model_cfg: dict, loss, blocks, flags: tuple, forward=None
 
 
 class StepCache:
-    """Compiled step / eval functions keyed by (type blocks, find flags), shared by every :class:`Trainer`
-    of the process with the same ``context`` (backend, device, model/loss/optimizer settings, kind), so a
-    restart or a second run in one process does not compile again (jax/tf: tens of seconds).  Array
-    shapes are the framework's business (a new nf retraces under jax/tf)."""
+    """Compiled step / eval functions keyed by (type blocks, find flags, input shape), shared by every
+    :class:`Trainer` of the process with the same ``context`` (backend, device, model/loss/optimizer settings,
+    kind), so a restart or a second run in one process does not compile again (jax/tf: tens of seconds).
+    The shape ``(nf, nloc)`` of ``inputs["coord"]`` is part of the key (jax/tf compile once per shape), so
+    :attr:`used`, the keys this instance handed out, counts its compilations (:mod:`dpcore.train.buckets`)."""
 
     _shared: OrderedDict = OrderedDict()
-    MAX = 256  # one entry per (system composition, label set); eviction would recompile every time
+    MAX = 256  # one entry per (batch shape, label set); eviction would recompile every time
 
     def __init__(self, factory, context: tuple):
         self.factory, self.context = factory, context
+        self.used: set = set()
 
-    def get(self, blocks, flags):
-        key = (self.context, blocks, flags)
+    def get(self, blocks, flags, inputs=None):
+        shape = () if inputs is None else tuple(int(n) for n in inputs["coord"].shape[:2])
+        key = (self.context, blocks, flags, shape)
+        self.used.add(key[1:])
         fn = self._shared.pop(key, None)
         if fn is None:
             fn = self.factory(blocks, flags)
