@@ -71,7 +71,9 @@ BACKENDS = {
                                                       "transport": {"cpu": "gloo", "cuda": "nccl"}}}),
     "jax": BackendInfo("jax", "jax", "jax", "JAX", _caps(True, True, True, ["cpu", "gpu", "tpu"]),
                        jit_forward=True, update_jit={"donate_argnums": (0, 1)},
-                       data_parallel={"devices": {"collective": "jax.sharding, XLA all-reduce"}}),
+                       data_parallel={"processes": {"collective": "jax.distributed, XLA all-reduce",
+                                                    "transport": {"cpu": "gloo", "gpu": "nccl"}},
+                                      "devices": {"collective": "jax.sharding, XLA all-reduce"}}),
     "tensorflow": BackendInfo(
         "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
         step_jit={"jit_compile": True},

@@ -21,8 +21,9 @@ rank 0 writes); their batch size is also per worker.
 
 Kinds of workers (the backend registry's ``data_parallel`` says which a backend has):
 
-``processes``  one process per worker under a launcher (torchrun; detected from ``WORLD_SIZE`` and the other
-               variables of :data:`LAUNCHERS`); the adapter's ``all_reduce_sum`` sums gradients and metrics.
+``processes``  one process per worker under a launcher (torchrun, ``python -m dpcore.train.launch``, srun,
+               mpirun; detected from ``WORLD_SIZE`` and the other variables of :data:`LAUNCHERS`); the adapter's
+               ``all_reduce_sum`` sums gradients and metrics.
 ``devices``    several devices of one process (``--local-devices N``): the global batch is placed with its frame
                axis sharded over the devices and parameters replicated, and the backend's compiler partitions
                the unchanged training step (the loss is the whole batch's by construction).
@@ -44,8 +45,10 @@ __all__ = ["LAUNCHERS", "launcher_env", "plan_data_parallel", "open_world", "lr_
 
 # (variable with the number of processes, variable with this process's rank, launcher)
 LAUNCHERS = (("WORLD_SIZE", "RANK", "torchrun / torch.distributed"),
+             ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "python -m dpcore.train.launch"),
              ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "Open MPI (mpirun)"),
              ("PMI_SIZE", "PMI_RANK", "an MPI launcher (PMI)"),
+             ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM (srun)"),  # set by srun only, not in a batch script
              ("PADDLE_TRAINERS_NUM", "PADDLE_TRAINER_ID", "paddle.distributed.launch"))
 SCALE_BY_WORKER = ("linear", "sqrt", "none")
 
@@ -79,7 +82,8 @@ def _capable() -> str:
     """The backends that train data-parallel, by kind (from the backend registry)."""
     from ..backends.registry import BACKENDS
 
-    how = {"processes": "across processes (one per worker, under torchrun)",
+    how = {"processes": "across processes (one per worker, under torchrun, python -m dpcore.train.launch, srun "
+                        "or mpirun)",
            "devices": "over the devices of one process (--local-devices N)"}
     parts = []
     for kind, text in how.items():
@@ -128,13 +132,18 @@ def open_world(backend, plan: dict | None) -> "World":
     if plan is None:
         return World(backend)
     if plan["kind"] == "processes":
-        rank, size, created = backend.init_process_group()
+        try:
+            rank, size, created = backend.init_process_group()
+        except (RuntimeError, ValueError, OSError) as e:  # the framework's words, with what was being done
+            raise ValueError(f"dpcore train was started by {plan['launcher']}, but the {backend.info.display_name} "
+                             f"backend could not join its processes: {e} (launch lines: docs/distributed.md)") from e
         world = ProcessWorld(backend, rank, size, created)
         if size > 1 and world.is_main:
             transport = backend.info.data_parallel["processes"].get("transport", {})
+            device = backend.device
+            kind = getattr(device, "type", None) or getattr(device, "platform", None) or "cpu"
             log.info("data-parallel over %d processes (%s; %s, %s)", size, plan["launcher"],
-                     backend.info.data_parallel["processes"]["collective"],
-                     transport.get(getattr(backend.device, "type", "cpu"), "default transport"))
+                     backend.info.data_parallel["processes"]["collective"], transport.get(kind, "default transport"))
         return world
     world = DeviceWorld(backend, plan["n"])
     log.info("data-parallel over %d local devices (%s)", plan["n"], backend.info.data_parallel["devices"]["collective"])
