@@ -12,7 +12,8 @@ The decision (:func:`decide`), first rule that applies:
 2. the environment: DeePMD-kit's ``DP_INTRA_OP_PARALLELISM_THREADS`` (and ``DP_INTER_OP_PARALLELISM_THREADS``),
    then ``OMP_NUM_THREADS``;
 3. ``auto``: the usable cores (CPU affinity) that are idle, measured over 0.2 s from ``/proc/stat``
-   (the 1-minute load average where that file does not exist), at least 1.
+   (the 1-minute load average where that file does not exist), divided among the data-parallel worker
+   processes of this node (:func:`local_processes`), at least 1.
 
 Inter-op threads are 1 unless set: a dpcore step is one chain of dependent operations, and a second pool
 only competes with the intra-op one.  The decision is applied (:func:`apply`) to a framework when dpcore
@@ -111,8 +112,20 @@ def decide(threads=None) -> ThreadPlan:
                 return ThreadPlan(_positive_int(os.environ[name], name), inter, name)
     cores = usable_cores()
     idle = idle_cores(cores)
-    n = max(1, min(len(cores), int(idle + 0.5)))
-    return ThreadPlan(n, inter, f"auto: {idle:.1f} of {len(cores)} usable cores idle")
+    local = local_processes()
+    n = max(1, min(len(cores), int(idle / local + 0.5)))
+    share = f", shared by {local} processes of this node" if local > 1 else ""
+    return ThreadPlan(n, inter, f"auto: {idle:.1f} of {len(cores)} usable cores idle{share}")
+
+
+def local_processes() -> int:
+    """Worker processes of a data-parallel run on this node (launchers' ``LOCAL_WORLD_SIZE``: torchrun and
+    ``dpcore.train.launch``; SLURM's tasks per node under ``srun``), 1 otherwise: they share the idle cores."""
+    for name in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        value = os.environ.get(name, "").split("(")[0]  # SLURM may write "4(x2)"
+        if value.isdigit() and int(value) > 0 and (name != "SLURM_NTASKS_PER_NODE" or "SLURM_STEP_NUM_TASKS" in os.environ):
+            return int(value)
+    return 1
 
 
 def configure(threads=None) -> ThreadPlan:

@@ -46,7 +46,7 @@ def test_deepmd_variable_precedes_omp(monkeypatch):
 
 
 def test_auto_counts_idle_usable_cores(monkeypatch):
-    for name in (threads.ENV_INTRA, "OMP_NUM_THREADS", threads.ENV_INTER):
+    for name in (threads.ENV_INTRA, "OMP_NUM_THREADS", threads.ENV_INTER, "LOCAL_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(threads, "usable_cores", lambda: [0, 1, 2, 3])
     monkeypatch.setattr(threads, "idle_cores", lambda cores, sample_s=0.2: 1.4)  # a busy machine
@@ -56,6 +56,22 @@ def test_auto_counts_idle_usable_cores(monkeypatch):
     assert threads.decide("auto").intra == 1
     monkeypatch.setattr(threads, "idle_cores", lambda cores, sample_s=0.2: 3.7)
     assert threads.decide("AUTO").intra == 4
+
+
+def test_auto_shares_idle_cores_among_local_workers(monkeypatch):
+    for name in (threads.ENV_INTRA, "OMP_NUM_THREADS", threads.ENV_INTER, "SLURM_NTASKS_PER_NODE",
+                 "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: list(range(8)))
+    monkeypatch.setattr(threads, "idle_cores", lambda cores, sample_s=0.2: 8.0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun, dpcore.train.launch
+    plan = threads.decide()
+    assert plan.intra == 2 and "shared by 4 processes" in plan.source
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "8(x2)")
+    assert threads.decide().intra == 8  # a batch script, not an srun step: one process
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "16")
+    assert threads.decide().intra == 1
 
 
 def test_idle_cores_is_measured():

@@ -5,6 +5,7 @@
     dpcore train input.json --backend paddle --init-model frozen.dp  # start from a model's parameters
     torchrun --standalone --nproc_per_node=4 --no-python dpcore train input.json --backend torch  # data-parallel
     dpcore train input.json --backend jax --local-devices 2           # data-parallel over 2 devices
+    python -m dpcore.train.launch --nproc-per-node 2 dpcore train input.json --backend jax  # 2 JAX processes
 
 Data-parallel runs (docs/distributed.md): under a launcher of several processes (torchrun: ``WORLD_SIZE``)
 every process is a worker and rank 0 alone writes files and the progress log (the other ranks log warnings
