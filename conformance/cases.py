@@ -167,6 +167,8 @@ DPA1_CASES = [("dpa1", "pbc_triclinic"), ("dpa1", "per_frame_types"), ("dpa1", "
               ("se_atten_v2_float32", "pbc_three_types"), ("se_atten_v2_float32", "cluster"),
               ("dpa1_spin", "pbc_triclinic")]
 CATALOGUES["dpa1"] = DPA1_CASES
+FULL += DPA1_CASES  # `dpcore conformance` (default full) covers DPA-1 energy and spin models on every backend
+# (dpa1_spin stays out of SPIN: tests run "spin" and "dpa1" on all six backends, and would compile it twice)
 # opt-in kinds (conformance/kinds_train.py) and the (model, system) pairs that run them, per catalogue
 TRAIN_KINDS = ["loss", "loss_default_pf", "train_step"]
 CASE_KINDS = {"quick": {("two_side", "pbc_triclinic"): TRAIN_KINDS[:2]},  # train_step: ~25 s of tf/jax compiling

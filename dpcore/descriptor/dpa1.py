@@ -23,6 +23,7 @@ from __future__ import annotations
 from ..attention import attention_layer, attention_layer_vjp, attention_opts
 from ..env_mat import env_mat, env_mat_vjp
 from ..network import net_forward, net_vjp
+from ..precision import compute_precision
 from ..type_embedding import type_embedding_table
 from ..xp import namespace
 from .dpa1_config import (args, check, dim_out, init_params, mode_of, nlist_sel, nnei_of, spin_backbone,  # noqa: F401
@@ -118,16 +119,16 @@ def forward(cfg, params, rij, pairs, blocks=None):
     T = type_embedding_table(params["type_embedding"])
     Ti = _gather_types(xp, T, centre_type)  # (nf, nloc, dt)
     s = Rn[..., 0:1]
-    act = cfg["activation_function"]
+    act, compute = cfg["activation_function"], compute_precision(cfg)
     emb = params["embedding"]["0"]
     if mode == "concat":
         parts = [s, _gather_types(xp, T, tau)]
         if not cfg["type_one_side"]:
             parts.append(xp.broadcast_to(Ti[:, :, None, :], tuple(tau.shape) + (Ti.shape[-1],)))
-        G, ecache = net_forward(emb, xp.concat(parts, axis=-1), act)
+        G, ecache = net_forward(emb, xp.concat(parts, axis=-1), act, compute=compute)
         strip = None
     else:
-        gs, ecache = net_forward(emb, s, act)
+        gs, ecache = net_forward(emb, s, act, compute=compute)
         nt1 = ntypes + 1
         if cfg["type_one_side"]:
             table_in, index = T, tau
@@ -137,7 +138,7 @@ def forward(cfg, params, rij, pairs, blocks=None):
             ctr = xp.broadcast_to(T[:, None, :], (nt1, nt1, dt))
             table_in = xp.reshape(xp.concat([nbr, ctr], axis=-1), (nt1 * nt1, 2 * dt))
             index = centre_type[:, :, None] * nt1 + tau
-        gt = _gather_types(xp, net_forward(params["embedding_strip"]["0"], table_in, act)[0], index)
+        gt = _gather_types(xp, net_forward(params["embedding_strip"]["0"], table_in, act, compute=compute)[0], index)
         gts = gt * sw[..., None] if smooth else gt
         G = gs * gts + gs
         strip = (gs, gt, gts)

@@ -111,10 +111,10 @@ def check(cfg: dict, type_map: list, loc: str = "model/descriptor") -> None:
         need(cfg[key] >= 1, f"{loc}/{key}", f"must be >= 1, got {cfg[key]}")
     need(cfg["attn_layer"] >= 0, f"{loc}/attn_layer", f"must be >= 0, got {cfg['attn_layer']}")
     need(finite(cfg["scaling_factor"]) and cfg["scaling_factor"] > 0, f"{loc}/scaling_factor", "must be > 0")
-    if isinstance(sel, list):
+    if isinstance(sel, list) and len(sel) > 1:  # [n] is how DeePMD-kit stores an int sel: same in both programs
         warnings.warn(f"{loc}/sel is a list {sel}: DPA-1 uses its sum ({sum(sel)}) as one capacity for neighbours "
                       "of all types (DeePMD-kit's `dp train` neighbour statistics replace a list by its first "
-                      "element); give one int", DPA1Warning, stacklevel=2)
+                      f"element, {sel[0]}); give one int", DPA1Warning, stacklevel=2)
     behaviour_warnings(cfg, davg_nonzero=not cfg["set_davg_zero"], where=loc)
 
 

@@ -1,4 +1,5 @@
-"""Neighbour statistics of a data set (``dpcore neighbor-stat``) and ``sel: "auto[:factor]"`` (SPEC 11.2)."""
+"""Neighbour statistics of a data set (``dpcore neighbor-stat``) and ``sel: "auto[:factor]"`` (SPEC 11.2;
+SPEC_DPA1 1 for mixed-type descriptors: one total count, one int ``sel``)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ def parse_auto_sel(sel) -> float | None:
     return None
 
 
-def data_neighbor_stat(systems, rcut: float, ntypes: int) -> tuple[float, np.ndarray]:
-    """Min pair distance (Å) and max neighbours per type within ``rcut`` over all frames of all systems."""
-    min_dist, max_nbor = math.inf, np.zeros(ntypes, dtype=np.int64)
+def data_neighbor_stat(systems, rcut: float, ntypes: int, mixed_types: bool = False) -> tuple[float, np.ndarray]:
+    """Min pair distance (Å) and max neighbours within ``rcut`` over all frames of all systems: per type,
+    shape (ntypes,), or with ``mixed_types`` the max **total** count of any type, shape (1,) (DeePMD-kit's
+    ``NeighborStat(mixed_type=True)``, used by DPA-1: every real atom counted as one type)."""
+    min_dist, max_nbor = math.inf, np.zeros(1 if mixed_types else ntypes, dtype=np.int64)
     for s in systems:
-        dmin, nmax = neighbor_stat(s.coord, s.atype, s.box, rcut, ntypes)
+        atype = np.where(np.asarray(s.atype) >= 0, 0, s.atype) if mixed_types else s.atype  # padding stays -1
+        dmin, nmax = neighbor_stat(s.coord, atype, s.box, rcut, 1 if mixed_types else ntypes)
         min_dist, max_nbor = min(min_dist, dmin), np.maximum(max_nbor, nmax)
     return min_dist, max_nbor

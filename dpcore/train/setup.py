@@ -22,13 +22,13 @@ _UNSUPPORTED = {"enable_ema": (False, True), "acc_freq": (1, True),
                 "tensorboard": (False, False), "profiling": (False, False), "enable_profiler": (False, False),
                 "enable_compile": (False, False), "enable_tf32": (False, False),
                 "ckpt_keep_ratio": (None, False)}
-# extra arguments of ``backend.jit`` for the training/validation steps, measured on the water example
-# (192 atoms, float64, 2 CPU cores): TensorFlow's tf.function with XLA (jit_compile) 0.17 s/step against
 
 
 def resolve_sel(cfg: dict, systems) -> dict:
-    """Copy of ``cfg`` with ``model.descriptor.sel: "auto[:f]"`` replaced by per-type counts from the
-    training data (``4 * ceil(int(max_nbor * f) / 4)``, SPEC 11.2)."""
+    """Copy of ``cfg`` with ``model.descriptor.sel: "auto[:f]"`` replaced from the training data: per-type counts
+    ``4 * ceil(int(max_t * f) / 4)`` (SPEC 11.2), or for a mixed-type descriptor (DPA-1) one int from the largest
+    **total** neighbour count (DeePMD-kit's ``update_sel`` with ``mixed_type``; SPEC_DPA1 1).  A spin model counts
+    real atoms only, as DeePMD-kit does; with DPA-1 the virtual atoms then compete for those slots (warned)."""
     from ..stat.neighbor import auto_sel, data_neighbor_stat, parse_auto_sel
 
     d = cfg["model"]["descriptor"]
@@ -37,11 +37,29 @@ def resolve_sel(cfg: dict, systems) -> dict:
         return cfg
     cfg = copy.deepcopy(cfg)
     ntypes = len(cfg["model"]["type_map"])
-    min_dist, max_nbor = data_neighbor_stat(systems, d["rcut"], ntypes)
-    cfg["model"]["descriptor"]["sel"] = auto_sel(max_nbor, factor)
-    log.info("sel %r from the training data: max neighbours %s within rcut %g -> sel %s (min pair distance %.4f)",
-             d["sel"], max_nbor.tolist(), d["rcut"], cfg["model"]["descriptor"]["sel"], min_dist)
+    mixed = bool(get_descriptor(d["type"]).MIXED_TYPES)
+    min_dist, max_nbor = data_neighbor_stat(systems, d["rcut"], ntypes, mixed_types=mixed)
+    sel = auto_sel(max_nbor, factor)
+    cfg["model"]["descriptor"]["sel"] = sel[0] if mixed else sel
+    log.info("sel %r from the training data: max neighbours %s%s within rcut %g -> sel %s (min pair distance %.4f)",
+             d["sel"], max_nbor.tolist(), " (all types)" if mixed else "", d["rcut"],
+             cfg["model"]["descriptor"]["sel"], min_dist)
+    if mixed and cfg["model"].get("spin") is not None:
+        _warn_mixed_spin_sel(int(max_nbor[0]), sel[0], d["sel"])
     return cfg
+
+
+def _warn_mixed_spin_sel(real_max: int, sel: int, asked: str) -> None:
+    """SPEC_DPA1 9: a mixed-type spin backbone keeps ``sel`` (not doubled) while every real neighbour brings a
+    virtual or placeholder partner into the same nearest-``sel`` list."""
+    import warnings
+
+    from ..descriptor.dpa1_config import DPA1Warning
+
+    warnings.warn(f"model/descriptor/sel {asked!r} -> {sel} counts real atoms only (up to {real_max} neighbours), as "
+                  "DeePMD-kit does; in a spin model with a mixed-type descriptor each neighbour also brings its virtual "
+                  f"(or placeholder) atom into the same {sel} slots, so the list is cut. Give sel >= "
+                  f"{2 * real_max + 2} (about 2 x neighbours + 2) to keep every neighbour", DPA1Warning, stacklevel=3)
 
 
 def nlist_maker(model_cfg: dict):

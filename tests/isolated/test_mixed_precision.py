@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dpcore.train import lcurve, train
-from helpers import make_model, random_system
+from dpcore import model_from_config
+from helpers import random_system
 from helpers.isolation import backend_under_test, import_framework
 from helpers.train import make_case, max_rel_diff
 
@@ -28,13 +29,24 @@ def _float32_case(tmp_path, numb_steps=8):
     return cfg
 
 
-def test_bfloat16_layers_round_at_bfloat16_level():
-    model = make_model(seed=3, descriptor={"precision": "float32"}, fitting={"precision": "float32"})
+DESCRIPTORS = {  # float32 models; mixed precision in one section at a time shows each section's layers switch
+    "se_e2_a": {"type": "se_e2_a", "sel": [24, 24], "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8], "axis_neuron": 4},
+    "dpa1_concat": {"type": "dpa1", "sel": 40, "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8], "axis_neuron": 4,
+                    "attn": 6, "attn_layer": 1, "tebd_dim": 3, "smooth_type_embedding": True, "set_davg_zero": True},
+    "se_atten_v2": {"type": "se_atten_v2", "sel": 40, "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8],
+                    "axis_neuron": 4, "attn": 6, "attn_layer": 1, "tebd_dim": 3},
+}
+
+
+@pytest.mark.parametrize("section", ["descriptor", "fitting_net"])
+@pytest.mark.parametrize("descriptor", list(DESCRIPTORS))
+def test_bfloat16_layers_round_at_bfloat16_level(descriptor, section):
+    model = model_from_config({"type_map": ["O", "H"], "descriptor": {**DESCRIPTORS[descriptor], "precision": "float32", "seed": 1},
+                               "fitting_net": {"neuron": [8, 8], "precision": "float32", "seed": 2}})
     coord, atype, box = random_system(natoms=12, nframes=1, seed=5)
     ref = model.evaluate(coord, atype, box, backend=BACKEND, force_mode="autodiff")
     mixed = copy.deepcopy(model)
-    for key in ("descriptor", "fitting_net"):
-        mixed.config[key]["mixed_precision"] = {"output_prec": "float32", "compute_prec": "bfloat16"}
+    mixed.config[section]["mixed_precision"] = {"output_prec": "float32", "compute_prec": "bfloat16"}
     out = mixed.evaluate(coord, atype, box, backend=BACKEND, force_mode="autodiff")
     de = np.abs(out["atom_energy"] - ref["atom_energy"]).max() / np.abs(ref["atom_energy"]).max()
     df = np.abs(out["force"] - ref["force"]).max() / np.abs(ref["force"]).max()
