@@ -27,6 +27,13 @@ def test_neighbor_stat(tmp_path, capsys):
     assert "suggested sel (auto:1.1): [4, 4]" in out
 
 
+def test_neighbor_stat_mixed_type(tmp_path, capsys):
+    assert main(["neighbor-stat", "-s", str(_system(tmp_path)), "-r", "3.0", "-t", "O", "H", "--mixed-type"]) == 0
+    out = capsys.readouterr().out
+    assert "max_nbor_size: [2]" in out  # every atom sees the two others, whatever their types
+    assert "suggested sel (auto:1.1): 4\n" in out  # one integer, DPA-1's sel
+
+
 def test_neighbor_stat_bad_type_map_is_a_clear_error(tmp_path, capsys):
     assert main(["neighbor-stat", "-s", str(_system(tmp_path)), "-r", "3.0", "-t", "O"]) == 2
     assert "elements ['H'] are not in the model type_map ['O']" in capsys.readouterr().err

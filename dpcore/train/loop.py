@@ -127,8 +127,8 @@ class Trainer(WorkerSteps):
             if init_model is not None:
                 init = load_init_model(init_model)
                 init_params = init.params
-                if isinstance(cfg["model"]["descriptor"]["sel"], str):
-                    cfg["model"]["descriptor"]["sel"] = list(init.sel)
+                if isinstance(cfg["model"]["descriptor"]["sel"], str):  # the model's own form (DPA-1: one int)
+                    cfg["model"]["descriptor"]["sel"] = copy.deepcopy(init.config["descriptor"]["sel"])
             cfg = resolve_sel(cfg, self.train_s.systems)
         self.cfg = cfg
         if normalized_output is not None and self.world.is_main:
