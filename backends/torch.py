@@ -59,6 +59,10 @@ class TorchBackend(Backend):
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"torch backend: device {str(self.device)!r} requested but CUDA is not available")
         self.compile = os.environ.get("DPCORE_TORCH_COMPILE", "0").lower() in ("1", "true", "yes")
+        # Large CPU tensors on 2 MB pages, as NumPy does by default: with 4 KB pages every fresh multi-MB tensor
+        # of a model call page-faults page by page (half the CPU time at 2,000 atoms, the slow-down of large
+        # systems; benchmarks/README.md, "Scale"). torch reads it at its first large allocation; a user's value wins.
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         torch.set_float32_matmul_precision("highest")
@@ -69,6 +73,7 @@ class TorchBackend(Backend):
             "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "jit": "torch.compile" if self.compile else "identity (set DPCORE_TORCH_COMPILE=1 for torch.compile)",
+            "THP_MEM_ALLOC_ENABLE": os.environ["THP_MEM_ALLOC_ENABLE"],
         }
 
     def namespace(self):

@@ -109,6 +109,8 @@ class DP(Calculator):
         compile once per system size, so MD on one system rebuilds nothing but the neighbour list.
     type_dict: element symbol -> model type index; default: the model's ``type_map`` (element symbols).
     force_mode: ``"analytic"`` (the core's derivatives, every backend) or ``"autodiff"``.
+    chunk_size, max_memory: memory of one model call, as :meth:`dpcore.EnergyModel.evaluate` (default: at most
+        256 MiB of working memory; large systems are evaluated in chunks of centre atoms, same results).
     Other keywords (``label``, ``directory``, ...) go to ASE's Calculator.
 
     Per-system inputs: ``atoms.info["fparam"]`` (numb_fparam,) for models with frame parameters (optional
@@ -119,12 +121,15 @@ class DP(Calculator):
     """
 
     def __init__(self, model, backend: str = "numpy", device=None, type_dict: dict | None = None,
-                 force_mode: str = "analytic", **kwargs):
+                 force_mode: str = "analytic", chunk_size: int | None = None, max_memory=None, **kwargs):
         Calculator.__init__(self, **kwargs)
         from .backends import get_backend
+        from .infer.chunked import centres_per_call
 
         self.model = load_model(model)
         self.backend, self.device, self.force_mode = backend, device, force_mode
+        centres_per_call(self.model.config, chunk_size, max_memory)  # a bad value fails here, not mid-MD
+        self.memory = {"chunk_size": chunk_size, "max_memory": max_memory}
         get_backend(backend, device=device)  # a missing framework or an unknown name fails here, not mid-MD
         self.is_spin = isinstance(self.model, SpinEnergyModel)
         props = ["energy", "free_energy", "energies", "forces", "virial", "stress"]
@@ -217,7 +222,8 @@ class DP(Calculator):
         atype = self.atom_types(atoms)
         fparam, aparam = self.frame_params(atoms)
         coord = atoms.positions
-        kw = dict(fparam=fparam, aparam=aparam, backend=self.backend, device=self.device, force_mode=self.force_mode)
+        kw = dict(fparam=fparam, aparam=aparam, backend=self.backend, device=self.device, force_mode=self.force_mode,
+                  **self.memory)
         if self.is_spin:
             spin = self.spins(atoms)
             virtual = coord + self.model.virtual_scale_mask[atype][:, None] * spin  # the neighbour list sees these too

@@ -8,30 +8,34 @@ atoms wrapped into the cell, followed by the periodic images (ghosts) that some 
 
 Only this formula is differentiable; the model evaluates it itself (see :func:`extend_coord`) so that forces and
 virials flow through it. Everything here is bookkeeping on the host: a cell list over the wrapped atoms and the
-images within ``rcut`` of the cell, memory O(N), no dense ``nloc x nall`` distance matrix.
+images within ``rcut`` of the cell (:mod:`dpcore.cell_list`), memory O(N), no dense ``nloc x nall`` distance matrix.
+:func:`centre_neighbors` gives the rows of any subset of centres from one cell list, the same as the full list's:
+large systems are evaluated a chunk of centres at a time (:mod:`dpcore.infer.chunked`; 98,304 water atoms: 3.5 s
+and 66 MB for all chunks against 10 s and 2.5 GB for the full list at once).
 """
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from .cell_list import CellList, cell_list, cell_pairs
+
 __all__ = [
     "NeighborList",
     "SelOverflowWarning",
+    "CellList",
     "build_neighbor_list",
+    "cell_list",
+    "centre_neighbors",
     "extend_coord",
     "neighbor_stat",
     "reset_sel_overflow_warnings",
+    "warn_sel_overflow",
 ]
 
-BIN_MARGIN = 1e-6  # bins and image ranges are enlarged by this relative margin: round-off never loses a pair at rcut
-DENSE_BINS_PER_ATOM = 64  # cell list uses a dense bin table when it has at most this many bins per point
 DEGENERATE_BOX_RTOL = 1e-10  # |det(box)| / (|a| |b| |c|) at or below this is a degenerate (flat) cell
-BINS_PER_RCUT = 2  # bins rcut/2 wide: the searched 5 bins per axis (2.5 rcut) hold ~1.7x fewer pairs than 3 x rcut
-_NEIGHBOR_BINS = np.array(list(itertools.product(range(-BINS_PER_RCUT, BINS_PER_RCUT + 1), repeat=3)))
 
 
 class SelOverflowWarning(UserWarning):
@@ -75,30 +79,19 @@ def build_neighbor_list(coord, atype, box, rcut, sel, pair_exclude_types=(), *, 
     :class:`SelOverflowWarning` (once per type and capacity).
     """
     coord, atype, box, rcut = _check_system(coord, atype, box, rcut)
-    if _is_count(sel):  # mixed-type list: one block of nnei slots, types only bound the exclusion table
-        mixed_types = True
-        top = max([int(t) for pair in pair_exclude_types for t in pair] + [int(atype.max(initial=0))])
-        sel = _check_sel([int(sel)] + [0] * top, atype)
-    else:
-        sel = _check_sel(sel, atype)
-    ntypes, nnei = len(sel), int(sum(sel))
-    excluded = _pair_exclusion_table(pair_exclude_types, ntypes)
+    sel, mixed_types = _resolve_sel(sel, atype, pair_exclude_types, mixed_types)
     nf, nloc = atype.shape
-    nlist = np.full((nf, nloc, nnei), -1, dtype=np.int64)
-    frames, most = [], np.zeros(ntypes + 1, dtype=np.int64)  # most: max type-t count, then max total count
+    nlist = np.full((nf, nloc, int(sum(sel))), -1, dtype=np.int64)
+    frames, most = [], np.zeros(len(sel) + 1, dtype=np.int64)  # most: max type-t count, then max total count
     for f in range(nf):
-        owner, shift, i, j, dist = _frame_pairs(coord[f], atype[f], None if box is None else box[f], rcut)
-        jtype = atype[f, owner[j]]
-        per_type = np.bincount(i * ntypes + jtype, minlength=nloc * ntypes).reshape(nloc, ntypes)
-        most = np.maximum(most, np.append(per_type.max(0, initial=0), per_type.sum(1).max(initial=0)))
-        i, j, column = _select_neighbors(i, j, dist, jtype, nloc, sel, mixed_types)
-        keep = ~excluded[atype[f, i], atype[f, owner[j]]]
-        i, j, column = i[keep], j[keep], column[keep]
-        used = np.concatenate([np.arange(nloc), np.unique(j[j >= nloc])])  # locals, then the referenced ghosts
-        extended_index = np.zeros(len(owner), dtype=np.int64)
+        cells = cell_list(coord[f], atype[f], None if box is None else box[f], rcut)
+        rows, most_f = centre_neighbors(cells, np.arange(nloc), sel, pair_exclude_types, mixed_types=mixed_types)
+        most = np.maximum(most, most_f)
+        used = np.concatenate([np.arange(nloc), np.unique(rows[rows >= nloc])])  # locals, then the referenced ghosts
+        extended_index = np.zeros(len(cells.owner), dtype=np.int64)
         extended_index[used] = np.arange(len(used))
-        nlist[f, i, column] = extended_index[j]
-        frames.append((owner[used], shift[used]))
+        nlist[f] = np.where(rows >= 0, extended_index[rows], -1)
+        frames.append((cells.owner[used], cells.shift[used]))
     _warn_overflow(most, sel, rcut, mixed_types)
     nall = max((len(m) for m, _ in frames), default=nloc)
     mapping = np.zeros((nf, nall), dtype=np.int64)
@@ -106,6 +99,38 @@ def build_neighbor_list(coord, atype, box, rcut, sel, pair_exclude_types=(), *, 
     for f, (m, s) in enumerate(frames):
         mapping[f, : len(m)], shifts[f, : len(m)] = m, s
     return NeighborList(nlist=nlist, mapping=mapping, shift=shifts)
+
+
+def centre_neighbors(cells: CellList, centres, sel, pair_exclude_types=(), *, mixed_types=False):
+    """Neighbour rows of some centres of one frame, as :func:`build_neighbor_list` makes them.
+
+    centres (nc,) int: local atom indices (padding atoms get empty rows). Returns ``rows`` (nc, nnei) int64, an
+    index into the candidates of ``cells`` (``cells.owner[rows]`` is the neighbour's local atom, -1 = empty slot),
+    and ``most`` (ntypes + 1,): the largest type-t neighbour count of these centres, then the largest total (for
+    :func:`warn_sel_overflow`). A centre's row depends on nothing but the centre: any split of the centres into
+    chunks gives the same rows.
+    """
+    sel, mixed_types = _resolve_sel(sel, cells.atype[None], pair_exclude_types, mixed_types)
+    ntypes, nnei = len(sel), int(sum(sel))
+    centres = np.asarray(centres, dtype=np.int64).reshape(-1)
+    nc = len(centres)
+    row, j, dist = cell_pairs(cells, centres)
+    jtype = cells.atype[cells.owner[j]]
+    per_type = np.bincount(row * ntypes + jtype, minlength=nc * ntypes).reshape(nc, ntypes)
+    most = np.append(per_type.max(0, initial=0), per_type.sum(1).max(initial=0))
+    row, j, column = _select_neighbors(row, j, dist, jtype, nc, sel, mixed_types)
+    keep = ~_pair_exclusion_table(pair_exclude_types, ntypes)[cells.atype[centres[row]], cells.atype[cells.owner[j]]]
+    rows = np.full((nc, nnei), -1, dtype=np.int64)
+    rows[row[keep], column[keep]] = j[keep]
+    return rows, most
+
+
+def warn_sel_overflow(most, sel, rcut, *, mixed_types=False) -> None:
+    """Warn (:class:`SelOverflowWarning`, once per type and capacity) when ``most`` of :func:`centre_neighbors`
+    exceeds the capacities ``sel`` (a list, or one int for a mixed-type list)."""
+    if _is_count(sel):
+        sel, mixed_types = [int(sel)], True
+    _warn_overflow(np.asarray(most), [int(s) for s in sel], rcut, mixed_types)
 
 
 def extend_coord(coord, box, nl: NeighborList) -> np.ndarray:
@@ -143,97 +168,12 @@ def neighbor_stat(coord, atype, box, rcut, ntypes) -> tuple[float, np.ndarray]:
 
 
 def _frame_pairs(coord, atype, box, rcut):
-    """All pairs within ``rcut`` of one frame, from a cell list over the local atoms and their needed images.
-
-    coord (nloc, 3) Å, atype (nloc,), box (3, 3) or None. Returns ``owner`` (M,) and ``shift`` (M, 3) of the
-    candidate extended atoms (the nloc wrapped locals first) and the pairs: centre ``i`` (P,), candidate ``j`` (P,),
-    distance (P,) in Å, self (``j == i``) excluded, padding atoms excluded on both sides.
-    """
-    nloc = len(atype)
-    reach = rcut * (1.0 + BIN_MARGIN)
-    bin_size = reach / BINS_PER_RCUT
-    if box is None:
-        owner, shift = np.arange(nloc), np.zeros((nloc, 3))
-        pos, grid = coord, coord / bin_size
-    else:
-        frac = coord @ np.linalg.inv(box)
-        wrap = -np.floor(frac)
-        owner, image = _periodic_images(frac + wrap, atype >= 0, _face_distances(box), reach)
-        shift = wrap[owner] + image
-        pos = coord[owner] + shift @ box
-        grid = (frac + wrap)[owner] + image
-        grid *= _face_distances(box) / bin_size  # fractional -> bin units: atoms within rcut differ by < BINS_PER_RCUT
-    real = np.flatnonzero(atype[owner] >= 0)
-    i, j = _pairs_in_neighbor_bins(np.floor(grid).astype(np.int64), real[real < nloc], real)
-    dist2 = np.zeros(len(i))
-    for x in np.ascontiguousarray(pos.T):  # one axis at a time: 1-d gathers are several times faster
-        dist2 += (x[j] - x[i]) ** 2
-    near = np.flatnonzero((dist2 <= reach**2) & (i != j))
-    dist = np.sqrt(dist2[near])
-    within = dist <= rcut
-    return owner, shift, i[near[within]], j[near[within]], dist[within]
-
-
-def _face_distances(box):
-    """Distances h_a, h_b, h_c (Å) between opposite faces of the cell: V / |b x c|, V / |c x a|, V / |a x b|."""
-    return 1.0 / np.linalg.norm(np.linalg.inv(box), axis=0)
-
-
-def _periodic_images(frac, real, face, reach):
-    """Images of the real atoms whose fractional coordinates lie within ``reach`` Å of the cell, per direction.
-
-    frac (nloc, 3) wrapped fractional coordinates, real (nloc,) bool, face (3,) face distances in Å. The integer range
-    per atom and direction is the part of ``[-ceil(reach / h_d), ceil(reach / h_d)]`` that lands within reach/h_d of
-    [0, 1): any point within ``reach`` of the cell qualifies. Returns ``owner`` (M,) and ``image`` (M, 3), float
-    integer shifts, starting with all nloc atoms unshifted (padding atoms included, with no images).
-    """
-    owner, image = np.flatnonzero(real), np.zeros((int(real.sum()), 3))
-    for d in range(3):
-        pad = reach / face[d]
-        s = frac[owner, d]
-        low = np.ceil(-pad - s)
-        count = (np.floor(1.0 + pad - s) - low + 1).astype(np.int64)
-        which, step = _expand_ranges(np.zeros(len(s), dtype=np.int64), count)
-        owner, image = owner[which], image[which]
-        image[:, d] = low[which] + step
-    ghost = np.any(image != 0, axis=1)
-    nloc = len(real)
-    return np.concatenate([np.arange(nloc), owner[ghost]]), np.concatenate([np.zeros((nloc, 3)), image[ghost]])
-
-
-def _pairs_in_neighbor_bins(cell, centres, candidates):
-    """Candidate pairs (i, j) from a cell list: every candidate in the (2 BINS_PER_RCUT + 1)^3 bins around each centre.
-
-    cell (M, 3) int bin coordinates of all points; centres, candidates: index arrays into them. Points are sorted by
-    bin key; bin starts come from a dense table when the region is compact, else from a binary search, so a sparse
-    cluster spanning many empty bins costs no memory.
-    """
-    if len(centres) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    cell = cell - (cell[candidates].min(0) - BINS_PER_RCUT)  # every used bin and its neighbours get coordinates >= 0
-    dims = cell[candidates].max(0) + BINS_PER_RCUT + 1
-    nbins = int(dims[0]) * int(dims[1]) * int(dims[2])
-    if nbins >= 2**62:
-        raise ValueError(f"coord spans too many rcut-sized bins ({nbins}) for the cell list; check the units")
-    key = (cell[:, 0] * dims[1] + cell[:, 1]) * dims[2] + cell[:, 2]
-    order = candidates[np.argsort(key[candidates], kind="stable")]
-    sorted_key = key[order]
-    offsets = (_NEIGHBOR_BINS[:, 0] * dims[1] + _NEIGHBOR_BINS[:, 1]) * dims[2] + _NEIGHBOR_BINS[:, 2]
-    query = (key[centres, None] + offsets).ravel()
-    if nbins <= DENSE_BINS_PER_ATOM * len(cell):  # compact region (periodic cells): a dense table of bin starts
-        count = np.bincount(sorted_key, minlength=nbins)
-        first, count = (np.cumsum(count) - count)[query], count[query]
-    else:  # sparse (e.g. a spread-out cluster): binary search in the sorted keys
-        first = np.searchsorted(sorted_key, query, side="left")
-        count = np.searchsorted(sorted_key, query, side="right") - first
-    which, slot = _expand_ranges(first, count)
-    return centres[which // len(offsets)], order[slot]
-
-
-def _expand_ranges(start, count):
-    """Flatten integer ranges ``start[k] .. start[k] + count[k] - 1``: returns (k, value) per element."""
-    which = np.repeat(np.arange(len(count)), count)
-    return which, np.arange(len(which)) - np.repeat(np.cumsum(count) - count - start, count)
+    """All pairs within ``rcut`` of one frame (for :func:`neighbor_stat`): ``owner`` (M,), ``shift`` (M, 3) of the
+    candidates and the pairs: centre ``i`` (P,), candidate ``j`` (P,), distance (P,) in Å (self, padding excluded)."""
+    cells = cell_list(coord, atype, box, rcut)
+    centres = np.flatnonzero(atype >= 0)
+    row, j, dist = cell_pairs(cells, centres)
+    return cells.owner, cells.shift, centres[row], j, dist
 
 
 def _stable_order(group, ngroups):
@@ -252,7 +192,7 @@ def _select_neighbors(i, j, dist, jtype, nloc, sel, mixed_types):
 
     Returns the kept (i, j, column); column in [0, nnei). Ties in distance are broken deterministically.
     """
-    order = np.argsort(dist)
+    order = np.argsort(dist, kind="stable")  # ties keep the candidate order: rows do not depend on the chunking
     order = order[_stable_order(i[order], nloc)]  # by centre, ascending distance within each centre
     i, j, jtype = i[order], j[order], jtype[order]
     rank = _rank_in_group(i, nloc)
@@ -350,6 +290,15 @@ def _check_box(box, nf):
 def _is_count(sel) -> bool:
     """``sel`` is one integer (a mixed-type capacity), not a per-type list."""
     return isinstance(sel, (int, np.integer)) and not isinstance(sel, bool)
+
+
+def _resolve_sel(sel, atype, pair_exclude_types, mixed_types):
+    """``(sel list, mixed_types)``: one int ``sel`` is a mixed-type list of that many slots (types bound the
+    exclusion table only)."""
+    if _is_count(sel):
+        top = max([int(t) for pair in pair_exclude_types for t in pair] + [int(atype.max(initial=0))])
+        return _check_sel([int(sel)] + [0] * top, atype), True
+    return _check_sel(sel, atype), mixed_types
 
 
 def _check_sel(sel, atype):

@@ -28,7 +28,8 @@ def exclusion_table(ntypes: int, pairs) -> np.ndarray:
     return table
 
 
-def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=(), first_type=None) -> dict:
+def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=(), first_type=None,
+                centres=None) -> dict:
     """Parameter-independent model inputs from a neighbour list (all NumPy).
 
     nl: NeighborList with nlist (nf, nloc, nnei), mapping (nf, nall), shift (nf, nall, 3).
@@ -41,27 +42,38 @@ def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=(),
     ``first_type`` (nf,) int, optional: type of the frame's first atom in the caller's atom order (before any
     type sorting), returned as ``first_type``; mixed-type descriptors (DPA-1) type their empty slots with it, as
     DeePMD-kit does (SPEC_DPA1 0.2).  Without it they use ``centre_type[:, 0]``.
+    ``centres`` (nf, nc) int, optional: the local atoms whose rows ``nl.nlist`` (nf, nc, nnei) holds (a chunk of
+    centres; the extended atoms of ``nl`` still start with all local atoms); the centre arrays are then theirs,
+    and ``centre_index`` (nf, nc) int64 is returned for :func:`pair_vectors`.
     """
     atype = np.asarray(atype)
     nlist = np.asarray(nl.nlist)
     nf, nloc, nnei = nlist.shape
+    shift = np.asarray(nl.shift, dtype=np.float64)
+    if centres is None:
+        centre_atype, centre_shift = atype, shift[:, :nloc]
+    else:
+        centres = np.asarray(centres, dtype=np.int64).reshape(nf, nloc)
+        centre_atype = np.take_along_axis(atype, centres, axis=1)
+        centre_shift = np.take_along_axis(shift, centres[..., None], axis=1)
     mask = nlist >= 0
     safe = np.where(mask, nlist, 0).reshape(nf, nloc * nnei)
     owner = np.take_along_axis(np.asarray(nl.mapping), safe, axis=1).reshape(nf, nloc, nnei)
     owner = np.where(mask, owner, 0)
-    shift = np.asarray(nl.shift, dtype=np.float64)
     shift_j = np.take_along_axis(shift, safe[..., None], axis=1).reshape(nf, nloc, nnei, 3)
-    pair_shift = np.where(mask[..., None], shift_j - shift[:, :nloc, None, :], 0.0)
+    pair_shift = np.where(mask[..., None], shift_j - centre_shift[:, :, None, :], 0.0)
     nei_type = np.where(mask, np.take_along_axis(atype, owner.reshape(nf, -1), axis=1).reshape(nf, nloc, nnei), ntypes)
-    centre_type = np.where(atype >= 0, atype, 0)
+    centre_type = np.where(centre_atype >= 0, centre_atype, 0)
     out = {
         "nlist_mask": mask,
         "nei_owner": owner.astype(np.int64),
         "pair_shift": pair_shift,
         "nei_type": nei_type.astype(np.int64),
         "centre_type": centre_type.astype(np.int64),
-        "atom_mask": (atype >= 0) & ~np.isin(atype, list(atom_exclude_types)),
+        "atom_mask": (centre_atype >= 0) & ~np.isin(centre_atype, list(atom_exclude_types)),
     }
+    if centres is not None:
+        out["centre_index"] = centres
     if first_type is not None:
         first = np.broadcast_to(np.asarray(first_type, dtype=np.int64).reshape(-1), (nf,))
         out["first_type"] = np.where(first >= 0, first, ntypes)  # a padding atom: the zero embedding row
@@ -72,9 +84,15 @@ def pair_inputs(nl, atype, ntypes: int, exclude_types=(), atom_exclude_types=(),
 
 
 def pair_vectors(coord, box, pairs):
-    """r_ij (nf, nloc, nnei, 3) in Å from coord (nf, nloc, 3) and box (nf, 3, 3) or None; zero in empty slots."""
+    """r_ij (nf, nloc, nnei, 3) in Å from coord (nf, nloc, 3) and box (nf, 3, 3) or None; zero in empty slots.
+
+    With ``pairs["centre_index"]`` (nf, nc) (a chunk of centres), coord (nf, natoms, 3) holds every atom and r_ij
+    is (nf, nc, nnei, 3).
+    """
     xp = namespace(coord)
-    rij = gather_rows(xp, coord, pairs["nei_owner"]) - coord[:, :, None, :]
+    centre_index = pairs.get("centre_index")
+    centre = coord if centre_index is None else gather_rows(xp, coord, centre_index)
+    rij = gather_rows(xp, coord, pairs["nei_owner"]) - centre[:, :, None, :]
     if box is not None:
         nf, nloc, nnei = pairs["nei_owner"].shape
         shifts = xp.reshape(xp.astype(pairs["pair_shift"], coord.dtype), (nf, nloc * nnei, 3))

@@ -58,10 +58,6 @@ _DETAIL_HEADERS = {
     ".s.out": " ".join([f"data_{c}" for c in _STRESS_COLS] + [f"pred_{c}" for c in _STRESS_COLS]),
     ".fm.out": "data_fmx data_fmy data_fmz pred_fmx pred_fmy pred_fmz",
 }
-#: atoms evaluated at once (frames per call = max(1, _CHUNK_ATOMS // natoms))
-_CHUNK_ATOMS = 20000
-
-
 def add_arguments(p) -> None:
     p.add_argument("-m", "--model", required=True, help="model file (.dp or .yaml)")
     p.add_argument("-s", "--system", required=True, nargs="+", help="system folders (searched recursively) or .h5 files")
@@ -69,6 +65,12 @@ def add_arguments(p) -> None:
     p.add_argument("-d", "--detail-file", default=None, metavar="PREFIX",
                    help="write PREFIX.e.out, .e_peratom.out, .f.out, .v.out, .v_peratom.out, .s.out (and .fm.out for spin)")
     p.add_argument("--backend", default="numpy", help="backend used for evaluation (default numpy)")
+    mem = p.add_mutually_exclusive_group()
+    mem.add_argument("--max-memory", default=None, metavar="SIZE",
+                     help="working memory of one model call, bytes or e.g. 512MB, 2GiB (default 256MiB); frames and "
+                          "large systems are evaluated in chunks that fit, with the same results")
+    mem.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                     help="centre atoms per model call instead of --max-memory")
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -98,24 +100,19 @@ def label_specs_for(model):
                        default_fparam=fit.get("default_fparam"), spin=is_spin_model(model))
 
 
-def predict(model, system, nframes: int, backend: str = "numpy") -> dict:
-    """Model outputs on the first ``nframes`` frames of ``system`` (type-sorted atom order, NumPy arrays)."""
+def predict(model, system, nframes: int, backend: str = "numpy", chunk_size=None, max_memory=None) -> dict:
+    """Model outputs on the first ``nframes`` frames of ``system`` (type-sorted atom order, NumPy arrays);
+    ``model.evaluate`` splits them into model calls of bounded memory (``chunk_size`` / ``max_memory``)."""
     fit = _fitting_config(model)
-    spin = is_spin_model(model)
-    step = max(1, _CHUNK_ATOMS // system.natoms)
-    parts = []
-    for start in range(0, nframes, step):
-        f = slice(start, min(start + step, nframes))
-        kw = dict(box=None if system.box is None else system.box[f], backend=backend,
-                  fparam=system.data["fparam"][f] if fit.get("numb_fparam", 0) else None,
-                  aparam=system.data["aparam"][f] if fit.get("numb_aparam", 0) else None)
-        if spin:
-            out = model.evaluate(system.coord[f], system.atype, spin=system.data["spin"][f], **kw)
-        else:
-            out = model.evaluate(system.coord[f], system.atype, **kw)
-        parts.append(out)
-    keys = [k for k in ("energy", "force", "virial", "force_mag", "mask_mag") if k in parts[0]]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in keys}
+    f = slice(0, nframes)
+    kw = dict(box=None if system.box is None else system.box[f], backend=backend, chunk_size=chunk_size,
+              max_memory=max_memory, fparam=system.data["fparam"][f] if fit.get("numb_fparam", 0) else None,
+              aparam=system.data["aparam"][f] if fit.get("numb_aparam", 0) else None)
+    if is_spin_model(model):
+        out = model.evaluate(system.coord[f], system.atype, spin=system.data["spin"][f], **kw)
+    else:
+        out = model.evaluate(system.coord[f], system.atype, **kw)
+    return {k: np.asarray(out[k]) for k in ("energy", "force", "virial", "force_mag", "mask_mag") if k in out}
 
 
 def system_errors(pred: dict, system, nframes: int) -> dict[str, ErrorStat]:
@@ -219,6 +216,7 @@ def write_details(files: dict, system, pred: dict, nframes: int) -> None:
 def main(args) -> int:
     from .. import load
     from ..data import load_systems
+    from ..infer.chunked import centres_per_call
 
     if args.numb_test < 0:
         raise ValueError(f"-n/--numb-test must be >= 0 (0 = all frames), got {args.numb_test}")
@@ -226,6 +224,7 @@ def main(args) -> int:
         raise FileNotFoundError(f"model file {args.model!r} not found (give a .dp or .yaml model file with -m)")
     model = load(args.model)
     spin = is_spin_model(model)
+    centres_per_call(model.config, args.chunk_size, args.max_memory)  # a bad value fails before any system is read
     systems = load_systems(args.system, type_map=model.type_map, labels=label_specs_for(model))
 
     paths = detail_paths(args.detail_file, spin) if args.detail_file else {}
@@ -237,7 +236,7 @@ def main(args) -> int:
     try:
         for system in systems:
             nf = system.nframes if args.numb_test == 0 else min(args.numb_test, system.nframes)
-            pred = predict(model, system, nf, args.backend)
+            pred = predict(model, system, nf, args.backend, args.chunk_size, args.max_memory)
             errors = system_errors(pred, system, nf)
             all_errors.append(errors)
             print("# ---------------output of dpcore test--------------- ")

@@ -89,7 +89,7 @@ class EnergyModel:
         return self._backend_params[key]
 
     def evaluate(self, coord, atype, box=None, fparam=None, aparam=None, backend="numpy", atomic=False,
-                 force_mode="analytic", device=None) -> dict:
+                 force_mode="analytic", device=None, chunk_size=None, max_memory=None) -> dict:
         """Energy, forces and virial of frames.
 
         coord: (nf, natoms, 3) or (nf, natoms*3) Å; atype: (natoms,) or (nf, natoms) int (-1 = padding atom);
@@ -97,18 +97,37 @@ class EnergyModel:
         aparam (nf, natoms, numb_aparam).  ``backend`` by name (numpy, torch, ...) on ``device``
         (framework device string, e.g. "cpu", "cuda:0"); ``force_mode`` "analytic" (the core's backward) or
         "autodiff" (the backend's automatic differentiation; not on numpy).
+        Memory: one model call holds at most ``max_memory`` bytes of working memory (a number or a size such as
+        "2GB"; default 256 MiB) or ``chunk_size`` centre atoms; larger systems are evaluated in chunks of centre
+        atoms with the same results (:mod:`dpcore.infer.chunked`).
         Returns NumPy arrays: atom_energy (nf, natoms, 1) eV, energy (nf, 1) eV, force (nf, natoms, 3) eV/Å,
         virial (nf, 9) eV, mask (nf, natoms) int32, and atom_virial (nf, natoms, 9) eV if ``atomic``.
         """
         from ..backends import get_backend
-        from ..infer.inputs import prepare, unpermute
+        from ..infer import chunked
+        from ..infer.inputs import check_inputs, prepare, unpermute
 
         be = get_backend(backend, device=device)
-        inputs, blocks, perm = prepare(self, coord, atype, box, fparam, aparam)
-        out = be.model_forward(self.config, self.backend_params(be), be.tree_asarray(inputs), blocks,
-                               atomic_virial=atomic, force_mode=force_mode)
-        out = {k: np.asarray(be.to_numpy(v)) for k, v in out.items()}
-        return unpermute(out, perm)
+        per_call = chunked.centres_per_call(self.config, chunk_size, max_memory)
+        f = self.config["fitting_net"]
+        coord, atype, box, fparam, aparam = check_inputs(coord, atype, box, fparam, aparam, self.ntypes,
+                                                         f["numb_fparam"], f["numb_aparam"])
+        if atype.shape[1] > per_call:
+            system = {"coord": coord, "atype": atype, "box": box, "fparam": fparam, "aparam": aparam,
+                      "first_type": atype[:, 0]}
+            res = chunked.evaluate_centres(be, self.config, self.backend_params(be), system, per_call=per_call,
+                                           atomic=atomic, force_mode=force_mode)
+            return chunked.energy_outputs(res, atomic)
+
+        def one_pass(frames):
+            inputs, blocks, perm = prepare(self, coord[frames], atype[frames], None if box is None else box[frames],
+                                           None if fparam is None else fparam[frames],
+                                           None if aparam is None else aparam[frames])
+            out = be.model_forward(self.config, self.backend_params(be), be.tree_asarray(inputs), blocks,
+                                   atomic_virial=atomic, force_mode=force_mode)
+            return unpermute({k: np.asarray(be.to_numpy(v)) for k, v in out.items()}, perm)
+
+        return chunked.by_frames(one_pass, *atype.shape, per_call)
 
 
 __all__ = ["EnergyModel"]

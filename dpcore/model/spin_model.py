@@ -39,6 +39,20 @@ def _check_spin(spin, coord_shape) -> np.ndarray:
     return spin
 
 
+def virtual_system(model: "SpinEnergyModel", coord, atype, spin, aparam=None):
+    """The backbone's 2·nloc atoms of checked inputs (coord, spin (nf, nloc, 3), atype (nf, nloc), aparam or
+    None): coord', atype' (:func:`virtual_atoms`), the per-atom scale vs (nf, nloc) and aparam' (zeros for the
+    virtual atoms); warns (:class:`ZeroSpinWarning`) about magnetic atoms with zero spin."""
+    coord2, atype2, vs = virtual_atoms(coord, atype, spin, model.virtual_scale_mask)
+    zero = (vs > 0) & np.all(spin == 0.0, axis=-1)
+    if np.any(zero):
+        warnings.warn(f"spin model: {int(zero.sum())} magnetic atom(s) with zero spin; the virtual atom sits on its "
+                      "real atom (distance 0), so force, force_mag and virial are NaN (the energy is defined; "
+                      "DeePMD-kit behaves the same)", ZeroSpinWarning, stacklevel=4)
+    aparam2 = None if aparam is None else np.concatenate([aparam, np.zeros_like(aparam)], axis=1)
+    return coord2, atype2, vs, aparam2
+
+
 def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None, aparam=None):
     """Host-side preparation of a spin evaluation: checks, type sorting, the 2·nloc-atom neighbour list.
 
@@ -63,12 +77,7 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
         perm = np.argsort(atype[0], kind="stable")
         coord, atype, spin = coord[:, perm], atype[:, perm], spin[:, perm]
         aparam = None if aparam is None else aparam[:, perm]
-    coord2, atype2, vs = virtual_atoms(coord, atype, spin, model.virtual_scale_mask)
-    zero = (vs > 0) & np.all(spin == 0.0, axis=-1)
-    if np.any(zero):
-        warnings.warn(f"spin model: {int(zero.sum())} magnetic atom(s) with zero spin; the virtual atom sits on its "
-                      "real atom (distance 0), so force, force_mag and virial are NaN (the energy is defined; "
-                      "DeePMD-kit behaves the same)", ZeroSpinWarning, stacklevel=3)
+    coord2, atype2, vs, aparam2 = virtual_system(model, coord, atype, spin, aparam)
     blocks = blocks_for(atype2[0]) if perm is not None else None
     nl = build_neighbor_list(coord2, atype2, box, d["rcut"], get_descriptor(d["type"]).nlist_sel(d), cfg.get("pair_exclude_types", ()))
     inputs = pair_inputs(nl, atype2, 2 * n, d.get("exclude_types", ()), cfg.get("atom_exclude_types", ()),
@@ -77,8 +86,8 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
                   box=None if box is None else box.reshape(-1, 3, 3))
     if fparam is not None:
         inputs["fparam"] = fparam
-    if aparam is not None:
-        inputs["aparam"] = np.concatenate([aparam, np.zeros_like(aparam)], axis=1)
+    if aparam2 is not None:
+        inputs["aparam"] = aparam2
     return inputs, blocks, perm
 
 
@@ -239,7 +248,7 @@ class SpinEnergyModel:
         return prepare(self, coord, atype, spin, box, fparam, aparam)
 
     def evaluate(self, coord, atype, spin, box=None, fparam=None, aparam=None, backend="numpy", atomic=False,
-                 force_mode="analytic", device=None) -> dict:
+                 force_mode="analytic", device=None, chunk_size=None, max_memory=None) -> dict:
         """Energy, forces, magnetic forces and virial of frames.
 
         coord: (nf, natoms, 3) or (nf, natoms*3) Å; atype: (natoms,) or (nf, natoms) int (-1 = padding);
@@ -247,20 +256,53 @@ class SpinEnergyModel:
         fparam (nf, numb_fparam); aparam (nf, natoms, numb_aparam); ``backend`` by name on ``device``
         (framework device string); ``force_mode`` "analytic" (the core's derivatives, every backend) or
         "autodiff" (the backend's automatic differentiation; not on numpy / array_api_strict).
+        ``chunk_size`` / ``max_memory``: as :meth:`dpcore.EnergyModel.evaluate` (counted in real atoms).
         Returns NumPy arrays: atom_energy (nf, natoms, 1) eV, energy (nf, 1) eV, force (nf, natoms, 3) eV/Å
         (``-dE/dr`` at fixed spin), force_mag (nf, natoms, 3) eV/μB (``-dE/ds``, exactly 0 for non-magnetic
         atoms), virial (nf, 9) eV (spins held fixed, not symmetric, index 3k+d), mask (nf, natoms) int32,
         mask_mag (nf, natoms, 1) bool, and atom_virial (nf, natoms, 9) eV if ``atomic``.
         """
         from ..backends import get_backend
-        from ..infer.inputs import unpermute
+        from ..infer import chunked
+        from ..infer.inputs import check_inputs, unpermute
 
         be = get_backend(backend, device=device)
-        inputs, blocks, perm = self.prepare(coord, atype, spin, box, fparam, aparam)
-        out = model_forward(be, self.config, self.backend_params(be), be.tree_asarray(inputs), blocks,
-                            atomic_virial=atomic, force_mode=force_mode)
-        out = {k: np.asarray(be.to_numpy(v)) for k, v in out.items()}
-        return unpermute(out, perm)
+        per_call = chunked.centres_per_call(self.config, chunk_size, max_memory)
+        f = self.config["fitting_net"]
+        coord, atype, box, fparam, aparam = check_inputs(coord, atype, box, fparam, aparam, self.ntypes,
+                                                         f["numb_fparam"], f["numb_aparam"])
+        spin = _check_spin(spin, coord.shape)
+        if atype.shape[1] > per_call:
+            return self._evaluate_chunked(be, coord, atype, spin, box, fparam, aparam, per_call, atomic, force_mode)
+
+        def one_pass(frames):
+            inputs, blocks, perm = self.prepare(coord[frames], atype[frames], spin[frames],
+                                                None if box is None else box[frames],
+                                                None if fparam is None else fparam[frames],
+                                                None if aparam is None else aparam[frames])
+            out = model_forward(be, self.config, self.backend_params(be), be.tree_asarray(inputs), blocks,
+                                atomic_virial=atomic, force_mode=force_mode)
+            return unpermute({k: np.asarray(be.to_numpy(v)) for k, v in out.items()}, perm)
+
+        return chunked.by_frames(one_pass, *atype.shape, per_call)
+
+    def _evaluate_chunked(self, be, coord, atype, spin, box, fparam, aparam, per_call, atomic, force_mode):
+        """The backbone on the 2·nloc atoms in chunks of real centres, then the spin outputs folded
+        (:func:`dpcore.model.spin.fold_outputs`, linear in the backbone's forces and virials)."""
+        from ..infer import chunked
+        from .spin import fold_outputs
+
+        coord2, atype2, vs, aparam2 = virtual_system(self, coord, atype, spin, aparam)
+        system = {"coord": coord2, "atype": atype2, "box": box, "fparam": fparam, "aparam": aparam2,
+                  "first_type": atype[:, 0]}
+        res = chunked.evaluate_centres(be, self.config, self.backend_params(be), system, per_call=per_call,
+                                       atomic=atomic, force_mode=force_mode)
+        nloc = coord.shape[1]
+        out = fold_outputs(res, spin, vs, atomic)
+        out.update(atom_energy=res["atom_energy"][:, :nloc, None],
+                   energy=np.sum(res["atom_energy"], axis=1, keepdims=True),
+                   mask=res["atom_mask"][:, :nloc].astype(np.int32), mask_mag=(vs > 0.0)[..., None])
+        return out
 
 
-__all__ = ["SpinEnergyModel", "ZeroSpinWarning", "prepare", "model_forward"]
+__all__ = ["SpinEnergyModel", "ZeroSpinWarning", "model_forward", "prepare", "virtual_system"]
