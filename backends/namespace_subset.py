@@ -10,6 +10,8 @@ FUNCTIONS = (
     "zeros", "zeros_like",
 )
 DTYPES = ("bool", "int32", "int64", "float32", "float64")
+# beyond the standard: the compute dtypes of training.mixed_precision (dpcore/network.py casts to them)
+MIXED_DTYPES = ("float16", "bfloat16")
 # operators on arrays: + - * / unary-, @, ==, >=, >, <, &, ~, indexing with ints/slices/None/Ellipsis,
 # attributes .shape (tuple of ints), .ndim, .dtype
 # dpcore extensions a shim may provide: dpcore_segment_sum(values (m, c), index (m,), n) -> (n, c),

@@ -35,7 +35,7 @@ __array_api_version__ = "2023.12"
 __all__ = [
     "abs", "arange", "asarray", "astype", "broadcast_to", "clip", "concat", "exp", "logaddexp",
     "matmul", "matrix_transpose", "ones_like", "reshape", "sqrt", "sum", "take", "tanh", "where",
-    "zeros", "zeros_like", "bool", "int32", "int64", "float32", "float64",
+    "zeros", "zeros_like", "bool", "int32", "int64", "float32", "float64", "float16", "bfloat16",
     "dpcore_segment_sum", "dpcore_device",
 ]
 

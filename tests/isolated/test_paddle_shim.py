@@ -200,10 +200,10 @@ def test_shim_matches_array_api_strict(fn, gens):
 
 
 def test_shim_exposes_exactly_the_subset():
-    expected = set(subset.FUNCTIONS) | set(subset.DTYPES) | set(subset.EXTENSIONS)
+    expected = set(subset.FUNCTIONS) | set(subset.DTYPES) | set(subset.MIXED_DTYPES) | set(subset.EXTENSIONS)
     public = {n for n in dir(pns) if not n.startswith("_")} - {"annotations"}
     assert public == expected == set(pns.__all__)
-    for name in subset.DTYPES:
+    for name in subset.DTYPES + subset.MIXED_DTYPES:
         assert getattr(pns, name) == getattr(paddle, name)
 
 

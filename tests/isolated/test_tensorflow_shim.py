@@ -174,8 +174,9 @@ def test_shim_matches_array_api_strict(name, args, kwargs):
 def test_shim_exposes_exactly_the_subset():
     public = {n for n in dir(NS) if not n.startswith("_") and not isinstance(getattr(NS, n), types.ModuleType)}
     public -= {"annotations"}  # from __future__
-    assert public == set(namespace_subset.FUNCTIONS) | set(namespace_subset.DTYPES) | set(namespace_subset.EXTENSIONS)
-    for name in namespace_subset.DTYPES:
+    assert public == (set(namespace_subset.FUNCTIONS) | set(namespace_subset.DTYPES)
+                      | set(namespace_subset.MIXED_DTYPES) | set(namespace_subset.EXTENSIONS))
+    for name in namespace_subset.DTYPES + namespace_subset.MIXED_DTYPES:
         assert getattr(NS, name) == getattr(tf, name)
 
 
