@@ -47,6 +47,7 @@ from .batch import BatchShaper
 from .buckets import buckets_for_run
 from .checkpoint import load_checkpoint, write_checkpoint
 from .distributed import lr_scale, open_world, plan_data_parallel
+from ..descriptor import get_descriptor
 from .mixed_precision import training_model_config, use_output_precision
 from .optim import adam_init
 from .params import leaves, merge_params, split_params, trainable_mask
@@ -127,8 +128,9 @@ class Trainer(WorkerSteps):
             if init_model is not None:
                 init = load_init_model(init_model)
                 init_params = init.params
-                if isinstance(cfg["model"]["descriptor"]["sel"], str):  # the model's own form (DPA-1: one int)
-                    cfg["model"]["descriptor"]["sel"] = copy.deepcopy(init.config["descriptor"]["sel"])
+                if isinstance(cfg["model"]["descriptor"]["sel"], str):  # the model's (real-type) sel; DPA-1: one int
+                    sel, mixed = list(init.sel), get_descriptor(cfg["model"]["descriptor"]["type"]).MIXED_TYPES
+                    cfg["model"]["descriptor"]["sel"] = sel[0] if mixed else sel
             cfg = resolve_sel(cfg, self.train_s.systems)
         self.cfg = cfg
         if normalized_output is not None and self.world.is_main:
