@@ -37,7 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench_vs_deepmd import THREADS, VENV, measure, water_frame  # noqa: E402
+from bench_vs_deepmd import THREADS, VENV, interleaved, water_frame  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "water"
 EXAMPLE = ROOT / "examples" / "water_dpa1" / "input.json"
@@ -154,16 +154,9 @@ def main() -> int:
     coord, atype, box = water_frame(1)
     np.savez(work / "frame.npz", coord=coord, atype=atype, box=box)
     files = eval_files(work, dp_run)
-    results, energies, errors = {k: [] for k in files}, {}, {}
-    order = list(files)
-    for rnd in range(args.rounds):
-        for k in order[rnd % len(order):] + order[: rnd % len(order)]:
-            res = measure(k, files[k], work / "frame.npz", args.calls)
-            if "error" in res:
-                errors[k] = res["error"]
-                continue
-            results[k] += res["ms"]
-            energies[k] = res["energy"]
+    results, runs = interleaved(files, work / "frame.npz", args.rounds, args.calls)
+    errors = {k: r["error"] for k, rs in runs.items() for r in rs if "error" in r}
+    energies = {k: r["energy"] for k, rs in runs.items() for r in rs if "error" not in r}
     med = {k: float(np.median(v)) for k, v in results.items() if v}
     pth = med.get("dpkit:pth")
     print(f"\nDPA-1 evaluation, 192 atoms, energy + forces + virial, median over {args.rounds} rounds x {args.calls} "

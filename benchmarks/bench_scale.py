@@ -47,11 +47,8 @@ if kind.startswith("dpkit"):
 else:
     import dpcore
     backend = kind.split(":", 1)[1]
-    if backend == "torch":
-        import torch; torch.set_num_threads(1); torch.set_num_interop_threads(1)
-    if backend == "tensorflow":
-        import tensorflow as tf
-        tf.config.threading.set_intra_op_parallelism_threads(1); tf.config.threading.set_inter_op_parallelism_threads(1)
+    from dpcore.backends import threads
+    threads.configure(1)  # 1 intra-op and 1 inter-op thread in the framework and BLAS (backends/threads.py)
     model = dpcore.load(model_file)
     def call():
         return float(model.evaluate(coord, atype, box, backend=backend, **kw)["energy"][0, 0])

@@ -1,7 +1,7 @@
 """Training step time of dpcore next to DeePMD-kit on the same input.json, side by side in one run.
 
     python benchmarks/bench_train_vs_deepmd.py [--steps 60] [--disp 10] [--rounds 2] [--threads 1]
-                                               [--dpcore torch,jax,tensorflow,paddle] [--deepmd pt,tf]
+                                               [--dpcore torch,jax,tensorflow,paddle] [--deepmd pt,tf] [--precision float32]
 
 The input is the DeePMD-kit water example (benchmarks/bench_train.py's ``water_input``: se_e2_a [25, 50, 100],
 fitting [240, 240, 240], float64, batch 1, validation 1 batch) with ``disp_freq = --disp``.  Every measurement
@@ -37,16 +37,18 @@ DPCORE_WALL = re.compile(r"step (\d+)/\d+ .*\| ([\d.]+) s/step")
 TWIN = {"torch": "pt", "tensorflow": "tf", "jax": "jax", "paddle": "pd"}
 
 
-def config(steps: int, disp: int) -> dict:
+def config(steps: int, disp: int, precision: str = "float64") -> dict:
     cfg = water_input(steps)
     cfg["training"].update(disp_freq=disp, save_freq=10 ** 6, disp_file="lcurve.out")
+    for key in ("descriptor", "fitting_net"):
+        cfg["model"][key]["precision"] = precision
     return cfg
 
 
-def run(kind: str, steps: int, disp: int, env: dict) -> dict:
+def run(kind: str, steps: int, disp: int, env: dict, precision: str = "float64") -> dict:
     """One training run in its own process; returns the per-interval s/step after the first interval."""
     with tempfile.TemporaryDirectory() as work:
-        (Path(work) / "input.json").write_text(json.dumps(config(steps, disp)))
+        (Path(work) / "input.json").write_text(json.dumps(config(steps, disp, precision)))
         if kind.startswith("deepmd:"):
             cmd = [str(VENV / "bin" / "dp"), f"--{kind.split(':')[1]}", "train", "input.json", "--skip-neighbor-stat"]
             run_env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -73,6 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", default="1")
     ap.add_argument("--dpcore", default="torch,jax,tensorflow,paddle")
     ap.add_argument("--deepmd", default="tf,pt")
+    ap.add_argument("--precision", default="float64", help="descriptor and fitting precision of every run")
     args = ap.parse_args(argv)
     if not (WATER / "data_0" / "type.raw").exists():
         sys.exit(f"water data not found under {WATER}")
@@ -89,14 +92,14 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
         for kind in order:
-            out = run(kind, args.steps, args.disp, env)
+            out = run(kind, args.steps, args.disp, env, args.precision)
             if "error" in out:
                 errors[kind] = out["error"]
             else:
                 results[kind] += out["per_step"]
             print(f"[round {r + 1}] {kind}: {out.get('error') or statistics.median(out['per_step']):}", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items() if v}
-    print(f"Water training (192 atoms, se_e2_a, float64, batch 1), {args.steps} steps, display every {args.disp}; "
+    print(f"Water training (192 atoms, se_e2_a, {args.precision}, batch 1), {args.steps} steps, display every {args.disp}; "
           f"threads {args.threads} (DP_INTRA_OP_PARALLELISM_THREADS, OMP_NUM_THREADS), {args.rounds} rounds; "
           f"load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
     fastest = min((v for k, v in med.items() if k.startswith("deepmd:")), default=None)

@@ -61,11 +61,8 @@ if kind.startswith("dpkit"):
 else:
     import dpcore
     backend = kind.split(":", 1)[1]
-    if backend == "torch":
-        import torch; torch.set_num_threads(1); torch.set_num_interop_threads(1)
-    if backend == "tensorflow":
-        import tensorflow as tf
-        tf.config.threading.set_intra_op_parallelism_threads(1); tf.config.threading.set_inter_op_parallelism_threads(1)
+    from dpcore.backends import threads
+    threads.configure(1)  # 1 intra-op and 1 inter-op thread in the framework and BLAS (backends/threads.py)
     model = dpcore.load(model_file)
     def call():
         out = model.evaluate(coord, atype, box, backend=backend)
@@ -144,6 +141,20 @@ def measure(kind: str, model_file: Path, frame_file: Path, calls: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def interleaved(kinds: dict, frame_file: Path, rounds: int, calls: int, echo=None) -> tuple[dict, dict]:
+    """Measure every ``{kind: model_file}`` once per round, the order rotating round by round: returns
+    ``({kind: [ms, ...]}, {kind: [result of each round]})``, a failure's result being ``{"error": ...}``."""
+    results, runs = {k: [] for k in kinds}, {k: [] for k in kinds}
+    order = list(kinds)
+    for r in range(rounds):
+        for k in order[r % len(order):] + order[: r % len(order)]:
+            runs[k].append(measure(k, kinds[k], frame_file, calls))
+            results[k] += runs[k][-1].get("ms", [])
+        if echo:
+            echo(f"round {r + 1}/{rounds} done")
+    return results, runs
+
+
 def compressed_model(dp_file: Path) -> Path:
     """``dpcore compress -i model.dp -o model-compressed.dp -t input.json`` (made once per run)."""
     target = dp_file.with_name("model-compressed.dp")
@@ -201,19 +212,12 @@ def main() -> int:
     kinds.update({f"dpkit:{k}": v for k, v in files.items()})
     if args.only:
         kinds = {k: v for k, v in kinds.items() if k in args.only.split(",")}
-    results = {k: [] for k in kinds}
-    peaks, energies, errors = {}, {}, {}
-    order = list(kinds)
-    for r in range(args.rounds):
-        for k in order[r % len(order):] + order[: r % len(order)]:
-            res = measure(k, kinds[k], work / "frame.npz", args.calls)
-            if "error" in res:
-                errors[k] = res["error"]
-                continue
-            results[k] += res["ms"]
-            peaks[k] = max(peaks.get(k, 0.0), res["maxrss_mb"])
-            energies[k] = res["energy"]
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    results, runs = interleaved(kinds, work / "frame.npz", args.rounds, args.calls,
+                                echo=lambda line: print(line, file=sys.stderr, flush=True))
+    ok = {k: [r for r in rs if "error" not in r] for k, rs in runs.items()}
+    errors = {k: r["error"] for k, rs in runs.items() for r in rs if "error" in r}
+    peaks = {k: max(r["maxrss_mb"] for r in rs) for k, rs in ok.items() if rs}
+    energies = {k: rs[-1]["energy"] for k, rs in ok.items() if rs}
     print(f"\n{coord.shape[1]} atoms, float64, energy + forces + virial, 1 thread ({', '.join(f'{k}={v}' for k, v in THREADS.items() if 'THREAD' in k)}); "
           f"median over {args.rounds} rounds x {args.calls} calls; load average {os.getloadavg()}\n")
     print("| measurement | ms/frame (median) | peak MB | energy (eV) | vs DeePMD-kit twin | vs DeePMD-kit fastest |")
