@@ -12,7 +12,18 @@
   ``quiet_warnings`` are ignored during the import, and stderr lines of the import matching
   ``quiet_stderr`` are dropped (every other line is passed on).
 
-What conflicts and what is noise is data in :mod:`dpcore.backends.registry`.
+* **Compiler options**: the backend's ``xla_flags`` are added to ``XLA_FLAGS`` before the import, unless the
+  user's ``XLA_FLAGS`` already names the option, and only when the framework's XLA library names it (an
+  unknown option in ``XLA_FLAGS`` aborts the process).  An option dpcore added for one framework is taken
+  out again before importing a framework whose XLA does not know it.
+* **Compiled-program cache**: jax and TensorFlow keep the programs they compile in a cache directory
+  (:func:`compile_cache_dir`: ``$DPCORE_COMPILE_CACHE/<backend>``, by default
+  ``$XDG_CACHE_HOME/dpcore/<backend>`` or ``~/.cache/dpcore/<backend>``; ``DPCORE_COMPILE_CACHE=off`` turns it
+  off), so a later run compiles its training step and model forward in seconds instead of tens of seconds.
+  A cache the user configured for the framework (``JAX_COMPILATION_CACHE_DIR``, TensorFlow's
+  ``--tf_xla_persistent_cache_directory``) is left as it is.
+
+What conflicts, what is noise and which compiler options are used is data in :mod:`dpcore.backends.registry`.
 """
 
 from __future__ import annotations
@@ -45,6 +56,8 @@ def load_framework(name: str):
                 f"imported {other} ({reason}). Use {entry.name} in another Python process (e.g. a separate "
                 f"script, or a multiprocessing worker started with the 'spawn' method), or import "
                 f"{entry.framework} before {other}")
+    _set_xla_flags(entry)
+    _set_compile_cache(entry)
     if not _quiet(entry):
         return importlib.import_module(entry.framework)
     for key, value in entry.quiet_env.items():
@@ -53,6 +66,84 @@ def load_framework(name: str):
         for message in entry.quiet_warnings:
             warnings.filterwarnings("ignore", message=message)
         return importlib.import_module(entry.framework)
+
+
+_ADDED_XLA_FLAGS: set = set()  # options dpcore put into XLA_FLAGS in this process
+
+
+def _set_xla_flags(entry) -> None:
+    if not entry.xla_library:
+        return
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    for option in [f for f in flags if f in _ADDED_XLA_FLAGS and not _knows(entry.xla_library, f)]:
+        flags.remove(option)  # another framework's XLA knew it, this one would abort on it
+    for option in entry.xla_flags:
+        if not _names(flags, option) and _knows(entry.xla_library, option):
+            flags.append(option)
+            _ADDED_XLA_FLAGS.add(option)
+    if flags or "XLA_FLAGS" in os.environ:
+        os.environ["XLA_FLAGS"] = " ".join(flags)
+
+
+def compile_cache_dir(backend: str) -> str | None:
+    """dpcore's directory of compiled programs for ``backend`` (created), or None when turned off
+    (``DPCORE_COMPILE_CACHE`` = ``off``/``0``/``false``/``no``/empty) or not writable."""
+    root = os.environ.get("DPCORE_COMPILE_CACHE")
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "dpcore")
+    elif root.strip().lower() in ("", "0", "off", "false", "no"):
+        return None
+    path = os.path.join(os.path.expanduser(root), backend)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
+
+
+def _set_compile_cache(entry) -> None:
+    if not entry.compile_cache:
+        return
+    user_set = [k for k, v in entry.compile_cache.items()
+                if (k in os.environ and not v.startswith("--")) or _names(os.environ.get(k, "").split(), v)]
+    path = None if user_set else compile_cache_dir(entry.name)
+    if path is None:
+        return
+    for key, template in entry.compile_cache.items():
+        value = template.replace("{dir}", path)
+        if not value.startswith("--"):
+            os.environ[key] = value
+        elif _knows(entry.xla_library, value):
+            os.environ[key] = " ".join(os.environ.get(key, "").split() + [value])
+
+
+def _names(options: list, option: str) -> bool:
+    """Whether ``options`` (``--name=value`` strings) set the option of ``option``."""
+    name = option.split("=", 1)[0]
+    return any(o.split("=", 1)[0] == name for o in options)
+
+
+def _knows(libraries: tuple, option: str) -> bool:
+    """Whether one of the shared ``libraries`` (relative to site-packages) contains the option's name, so that
+    the framework parses it: a memory-mapped search (20-100 ms)."""
+    import importlib.util
+    import mmap
+
+    name = option.lstrip("-").split("=", 1)[0].encode()
+    for library in libraries:
+        top, rel = library.split("/", 1)
+        spec = importlib.util.find_spec(top)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        try:
+            with open(os.path.join(list(spec.submodule_search_locations)[0], rel), "rb") as f, \
+                    mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                if m.find(name) >= 0:
+                    return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _quiet(entry) -> bool:

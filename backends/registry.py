@@ -30,6 +30,19 @@ class BackendInfo:
     quiet_env / quiet_warnings / quiet_stderr: environment defaults, warning messages and stderr lines (regex)
         of the framework's import that say nothing to a user (silenced unless the user set any quiet_env key
         or ``DPCORE_FRAMEWORK_LOGS=1``);
+    xla_flags: XLA compiler options (``--name=value``) added to ``XLA_FLAGS`` before the framework is imported,
+        unless the user's ``XLA_FLAGS`` names the option or the framework's XLA does not know it
+        (:func:`dpcore.backends.frameworks.load_framework`); ``xla_library``: that framework's shared libraries,
+        relative to site-packages, which name every option it knows (XLA aborts the process on an
+        unknown one).  ``--xla_cpu_use_fusion_emitters=false``: XLA's older CPU fusion code generator compiles
+        the water training step 2-3x faster (jax 20 -> 7-9 s, TensorFlow 26 -> 17 s at load 3) with the same
+        step time (benchmarks/README.md, "Compilation");
+    compile_cache: environment settings of the framework's persistent cache of compiled programs, ``{dir}``
+        standing for dpcore's cache directory of this backend (:func:`dpcore.backends.frameworks.compile_cache_dir`):
+        a plain value is set when the variable is unset, a ``--name=value`` option is appended to the variable's
+        option list when it does not name the option yet and ``xla_library`` names it.  A later run with the
+        same program loads it instead of compiling (jax's water training step 15 -> 5 s, TensorFlow's
+        31 -> 9 s at load 4);
     data_parallel: how ``dpcore train`` runs data-parallel on this backend (docs/distributed.md), by kind:
         ``"processes"`` (one process per worker under a launcher such as torchrun: ``collective`` the
         framework call that sums the gradients, ``transport`` the process-group backend per device type)
@@ -49,6 +62,9 @@ class BackendInfo:
     quiet_env: dict = field(default_factory=dict)
     quiet_warnings: tuple = ()
     quiet_stderr: tuple = ()
+    xla_flags: tuple = ()
+    xla_library: tuple = ()
+    compile_cache: dict = field(default_factory=dict)
     data_parallel: dict = field(default_factory=dict)
 
     @property
@@ -62,6 +78,8 @@ def _caps(autodiff: bool, jit: bool, use_default_pf: bool, devices: list, mixed_
             "mixed_precision": list(devices if mixed_precision is None else mixed_precision) if autodiff else []}
 
 
+_XLA_CPU = ("--xla_cpu_use_fusion_emitters=false",)
+
 BACKENDS = {
     "numpy": BackendInfo("numpy", "numpy", None, "NumPy", _caps(False, False, True, ["cpu"])),
     "array_api_strict": BackendInfo("array_api_strict", "array_api_strict", "strict", "array-api-strict",
@@ -71,12 +89,18 @@ BACKENDS = {
                                                       "transport": {"cpu": "gloo", "cuda": "nccl"}}}),
     "jax": BackendInfo("jax", "jax", "jax", "JAX", _caps(True, True, True, ["cpu", "gpu", "tpu"]),
                        jit_forward=True, update_jit={"donate_argnums": (0, 1)},
+                       xla_flags=_XLA_CPU, xla_library=("jaxlib/libjax_common.so",),
+                       compile_cache={"JAX_COMPILATION_CACHE_DIR": "{dir}",
+                                      "JAX_COMPILATION_CACHE_MAX_SIZE": str(2 ** 31)},  # bytes, least recent evicted
                        data_parallel={"processes": {"collective": "jax.distributed, XLA all-reduce",
                                                     "transport": {"cpu": "gloo", "gpu": "nccl"}},
                                       "devices": {"collective": "jax.sharding, XLA all-reduce"}}),
     "tensorflow": BackendInfo(
         "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
         step_jit={"jit_compile": True},
+        xla_flags=_XLA_CPU, xla_library=("tensorflow/libtensorflow_framework.so.2",
+                                                 "tensorflow/libtensorflow_cc.so.2"),
+        compile_cache={"TF_XLA_FLAGS": "--tf_xla_persistent_cache_directory={dir}"},
         quiet_env={"TF_CPP_MIN_LOG_LEVEL": "2"},  # C++ INFO and WARNING lines (XLA service, oneDNN notices)
         quiet_stderr=(r"^WARNING: All log messages before absl::InitializeLog\(\) is called",
                       r"^[IW]\d{4} [\d:. ]+\d+ [\w.]+\.cc:\d+\]",  # absl-format INFO/WARNING lines before init

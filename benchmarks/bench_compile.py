@@ -12,7 +12,13 @@ Per backend process:
   labels, batch 1 frame) with the water model; one training step on a batch of each system in turn, with
   ``shape_buckets`` 4: the number of compiled step shapes (:attr:`StepCache.used`) and the wall time of the
   10 steps.  Without buckets every composition is its own shape (10 compilations): counted from the batch
-  shapes (not run: minutes on jax/tensorflow), its time estimated as 10 x the water first step.
+  shapes (not run: minutes on jax/tensorflow), its time estimated as 10 x the water first step;
+* warm cache: the water run again in a new process with the same compiled-program cache (``DPCORE_COMPILE_CACHE``,
+  a fresh temporary directory for the whole benchmark, so the first run is cold): the first step of a later run
+  of the same model (docs/backends.md, "Compilation").
+
+dpcore's XLA options apply (``--xla_cpu_use_fusion_emitters=false``); ``XLA_FLAGS=--xla_cpu_use_fusion_emitters=true
+python benchmarks/bench_compile.py`` measures XLA's default code generator instead.
 
 The machine's load average is printed with the table: absolute times move with the load.
 """
@@ -94,7 +100,7 @@ def compositions_run(backend: str, work: Path) -> dict:
     return out
 
 
-def run_one(backend: str, water: bool) -> dict:
+def run_one(backend: str, water: bool, compositions: bool = True) -> dict:
     from dpcore.train import train
 
     res = {"backend": backend}
@@ -103,8 +109,18 @@ def run_one(backend: str, water: bool) -> dict:
             cfg = water_input(2)
             r = train(cfg, backend, workdir=work)
             res.update(first_step_s=r["first_step_s"], s_per_step=r["s_per_step"])
-        res.update(compositions_run(backend, Path(work)))
+        if compositions:
+            res.update(compositions_run(backend, Path(work)))
     return res
+
+
+def _worker(backend: str, args: list, env: dict) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", backend] + args, capture_output=True, text=True,
+                          env=env)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        return {"backend": backend, "error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
+    return json.loads(line[-1][7:])
 
 
 def main(argv=None) -> int:
@@ -112,33 +128,36 @@ def main(argv=None) -> int:
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--skip-water", action="store_true", help="only the 10-composition dataset")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--water-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(run_one(args.worker, not args.skip_water)))
+        print("RESULT " + json.dumps(run_one(args.worker, not args.skip_water, not args.water_only)))
         return 0
     if not args.skip_water and not (WATER / "data_0" / "type.raw").exists():
         sys.exit(f"water data not found under {WATER} (or use --skip-water)")
     rows, load0 = [], os.getloadavg()
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        cmd = [sys.executable, __file__, "--worker", backend] + (["--skip-water"] if args.skip_water else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            rows.append({"backend": backend, "error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]})
-        else:
-            rows.append(json.loads(line[-1][7:]))
-        print(f"[{backend}] done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
-    print(f"Compilation; load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores\n")
-    print("| backend | water first step s | water s/step | 10 compositions: compiled steps off -> buckets | "
-          "10 steps with buckets s | buckets |")
-    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, DPCORE_COMPILE_CACHE=cache)
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            row = _worker(backend, ["--skip-water"] if args.skip_water else [], env)
+            if not args.skip_water and "error" not in row:
+                warm = _worker(backend, ["--water-only"], env)
+                row["warm_first_step_s"] = warm.get("first_step_s")
+            rows.append(row)
+            print(f"[{backend}] done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    print(f"Compilation; load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (dpcore's options added unless named there)\n")
+    print("| backend | water first step s (cold cache) | water first step s (warm cache) | water s/step | "
+          "10 compositions: compiled steps off -> buckets | 10 steps with buckets s | buckets |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['backend']} | failed: {r['error']} | | | | |")
+            print(f"| {r['backend']} | failed: {r['error']} | | | | | |")
             continue
         first = f"{r['first_step_s']:.1f}" if "first_step_s" in r else "-"
+        warm = f"{r['warm_first_step_s']:.1f}" if r.get("warm_first_step_s") is not None else "-"
         per = f"{r['s_per_step']:.2f}" if "s_per_step" in r else "-"
-        print(f"| {r['backend']} | {first} | {per} | {r['shapes_off']} -> {r['shapes_bucketed']} | "
+        print(f"| {r['backend']} | {first} | {warm} | {per} | {r['shapes_off']} -> {r['shapes_bucketed']} | "
               f"{r['wall_bucketed_s']:.1f} | {r['buckets']} |")
     return 0
 

@@ -91,3 +91,112 @@ def test_filtered_stderr_passes_everything_on_when_the_import_fails(capfd):
         os.write(2, b"I0000 noise\nreal problem\n")
         raise ImportError("broken")
     assert capfd.readouterr().err == "real problem\n"
+
+
+# ------------------------------------------------------------------ XLA compiler options (registry xla_flags)
+
+def _xla_entry(**kw):
+    import dataclasses
+
+    from dpcore.backends.registry import info
+
+    return dataclasses.replace(info("jax"), **kw)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_xla_options_reach_the_framework_and_keep_the_numbers(backend):
+    pytest.importorskip("jaxlib" if backend == "jax" else "tensorflow")
+    proc = _run(f"""
+        import os
+        out = model.evaluate(coord, atype, box, backend="{backend}")
+        ref = model.evaluate(coord, atype, box)
+        print("XLA_FLAGS:", os.environ.get("XLA_FLAGS"))
+        print("ERR:", max(float(np.abs(out[k] - ref[k]).max()) for k in ("energy", "force", "virial")))
+    """, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    assert proc.returncode == 0, proc.stderr
+    flags = proc.stdout.split("XLA_FLAGS:")[1].split("\n")[0].split()
+    assert flags == ["--xla_force_host_platform_device_count=1", "--xla_cpu_use_fusion_emitters=false"], flags
+    assert float(proc.stdout.split("ERR:")[1]) < 1e-10
+
+
+def test_a_users_xla_option_is_kept(monkeypatch):
+    from dpcore.backends import frameworks
+
+    pytest.importorskip("jaxlib")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
+    frameworks._set_xla_flags(_xla_entry())
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_use_fusion_emitters=true"
+
+
+def test_an_option_the_library_does_not_name_is_never_set(monkeypatch):
+    """XLA aborts the process on an unknown option: dpcore adds only what the library names, and takes out an
+    option it added for another framework when the next framework's XLA does not know it."""
+    from dpcore.backends import frameworks
+
+    pytest.importorskip("jaxlib")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setattr(frameworks, "_ADDED_XLA_FLAGS", set())
+    frameworks._set_xla_flags(_xla_entry(xla_flags=("--xla_cpu_no_such_option_in_any_xla=1",)))
+    assert "XLA_FLAGS" not in os.environ
+    frameworks._set_xla_flags(_xla_entry())
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_use_fusion_emitters=false"
+    frameworks._set_xla_flags(_xla_entry(xla_flags=(), xla_library=("jaxlib/no_such_library.so",)))
+    assert os.environ["XLA_FLAGS"] == ""
+
+
+# ------------------------------------------------------------------ compiled-program cache (registry compile_cache)
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_a_second_process_loads_the_compiled_programs(backend, tmp_path):
+    """The first process writes its compiled forward into dpcore's cache, the second finds it and gives the
+    same numbers."""
+    pytest.importorskip("jaxlib" if backend == "jax" else "tensorflow")
+    code = {"jax": """
+        out = model.evaluate(coord, atype, box, backend="jax")  # the compiled model forward
+        print("E:", repr(float(np.asarray(out["energy"]).ravel()[0])))
+    """, "tensorflow": """
+        from dpcore.backends import get_backend
+        be = get_backend("tensorflow")  # the training steps are the XLA programs (jit_compile)
+        import tensorflow as tf
+        f = be.jit(lambda x: tf.reduce_sum(tf.tanh(x) * x), jit_compile=True)
+        print("E:", repr(float(f(tf.constant(coord)))))
+    """}[backend]
+    env = dict(DPCORE_COMPILE_CACHE=str(tmp_path), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    first = _run(code, **env)
+    assert first.returncode == 0, first.stderr
+    files = sorted(p.name for p in (tmp_path / backend).iterdir())
+    assert files, f"nothing cached under {tmp_path / backend}"
+    second = _run(code, **env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split("E:")[1] == first.stdout.split("E:")[1]
+    assert sorted(p.name for p in (tmp_path / backend).iterdir()) == files  # found, not compiled again
+
+
+def test_compile_cache_off_and_a_users_own_cache_are_respected(monkeypatch, tmp_path):
+    from dpcore.backends import frameworks
+    from dpcore.backends.registry import info
+
+    for key in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE", "TF_XLA_FLAGS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DPCORE_COMPILE_CACHE", "off")
+    assert frameworks.compile_cache_dir("jax") is None
+    frameworks._set_compile_cache(info("jax"))
+    assert "JAX_COMPILATION_CACHE_DIR" not in os.environ
+
+    monkeypatch.setenv("DPCORE_COMPILE_CACHE", str(tmp_path))
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/users/own/cache")
+    frameworks._set_compile_cache(info("jax"))
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == "/users/own/cache"
+    assert "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ  # the user's cache, the user's size
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    frameworks._set_compile_cache(info("jax"))
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "jax")
+    if frameworks._knows(info("tensorflow").xla_library, "--tf_xla_persistent_cache_directory"):
+        monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=/users/own")
+        frameworks._set_compile_cache(info("tensorflow"))
+        assert os.environ["TF_XLA_FLAGS"] == "--tf_xla_persistent_cache_directory=/users/own"
+        monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_min_cluster_size=2")
+        frameworks._set_compile_cache(info("tensorflow"))
+        assert os.environ["TF_XLA_FLAGS"] == ("--tf_xla_min_cluster_size=2 --tf_xla_persistent_cache_directory="
+                                              f"{tmp_path / 'tensorflow'}")
