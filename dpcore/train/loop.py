@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -242,6 +243,32 @@ class Trainer(WorkerSteps):
             weight += natoms
         return {k: v / weight for k, v in total.items()}
 
+    def _compile_validation_beside(self):
+        """On compiling backends, a thread that compiles (and runs once, the result dropped) the validation step of
+        the first validation batch while the first training step compiles, so that XLA uses the second core:
+        the validation step is a third of the first step's compile time.  The validation sampler is left where
+        it was and the parameters are copied (jax donates the training step's).  Returns the thread or None."""
+        if (self.valid_s is None or not self.backend.capabilities.get("jit") or self.world.kind == "processes"
+                or not self.cfg["training"]["disp_training"]):
+            return None
+        state = self.valid_s.get_state()
+        inputs, labels, blocks, flags = self._to_backend(self.valid_s.take(1)[0])
+        self.valid_s.set_state(state)
+        be = self.backend
+        params = be.tree_asarray(be.tree_to_numpy(merge_params(self.trainable, self.frozen)))
+        fn = self.evals.get(blocks, flags, inputs)
+        lr = self._scalar(float(self.lr.value(self.start_step)), np.float64)
+
+        def compile_and_drop():
+            try:
+                be.to_numpy(fn(params, inputs, labels, lr)[0])
+            except Exception as e:  # noqa: BLE001 -- the validation itself raises it again, in the main thread
+                log.debug("compiling the validation step beside the first training step: %s", e)
+
+        thread = threading.Thread(target=compile_and_drop, name="dpcore-compile-validation", daemon=True)
+        thread.start()
+        return thread
+
     def _wait(self) -> None:
         """Block until the last step's update is computed (one parameter array brought to the host)."""
         leaf = next(leaves(self.trainable), None)
@@ -300,6 +327,7 @@ class Trainer(WorkerSteps):
                         "(raise numb_steps to continue)", self.start_step, num_steps)
         fout = self._open_lcurve() if self.world.is_main else None
         t_start = time.perf_counter()
+        beside = self._compile_validation_beside()
         t_first, t_window, n_window, timed_steps, timed_time = None, t_start, 0, 0, 0.0
         trn = val = ckpt = None
         running, n_running = {}, 0
@@ -316,6 +344,9 @@ class Trainer(WorkerSteps):
                     lr = float(self.lr.value(t))
                     trn = {k: v / n_running for k, v in running.items()} if tr["disp_avg"] else self._metrics(metrics)
                     running, n_running = {}, 0
+                    if beside is not None:
+                        beside.join()
+                        beside = None
                     val = self.validate(lr)
                     if fout is not None:  # the learning rate Adam used (scale_by_worker)
                         fout.write(lcurve.line(t + 1, lr * self.lr_scale, trn, val, self.keys))

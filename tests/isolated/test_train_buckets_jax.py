@@ -26,3 +26,30 @@ def test_ten_compositions_compile_at_most_four_steps(tmp_path):
     assert sum(fn._cache_size() for fn in fns) == len(used)  # one jax trace per step-cache shape
     assert len(trainer.evals.used) <= 4
     assert math.isfinite(result["valid"]["rmse"])
+
+
+def test_validation_step_compiles_beside_the_first_training_step(tmp_path):
+    """The thread of Trainer._compile_validation_beside compiles the validation step of the first validation batch
+    (jax's jit cache holds it before any validation), leaves the validation sampler where it was, and the
+    validation then reuses that compilation."""
+    from dpcore.train.loop import Trainer
+    from test_train_buckets import ten_composition_case
+
+    cfg = ten_composition_case(tmp_path, numb_steps=2)
+    trainer = Trainer(cfg, BACKEND, workdir=tmp_path / "run")
+    state = trainer.valid_s.get_state()
+    thread = trainer._compile_validation_beside()
+    assert thread is not None
+    thread.join()
+    assert repr(trainer.valid_s.get_state()) == repr(state)
+    fns = [fn for key, fn in trainer.evals._shared.items() if key[0] == trainer.evals.context]
+    assert len(trainer.evals.used) == 1 and sum(fn._cache_size() for fn in fns) == 1
+    first = trainer.valid_s.take(1)[0]
+    trainer.valid_s.set_state(state)
+    val = trainer.validate(1e-3)
+    assert math.isfinite(val["rmse"])
+    assert sum(fn._cache_size() for fn in fns) == 1  # the validation of that batch compiled nothing new
+    import numpy as np
+
+    trainer.valid_s.set_state(state)
+    np.testing.assert_array_equal(trainer.valid_s.take(1)[0]["coord"], first["coord"])
