@@ -6,7 +6,9 @@
 The input is the DeePMD-kit water example (benchmarks/bench_train.py's ``water_input``: se_e2_a [25, 50, 100],
 fitting [240, 240, 240], float64, batch 1, validation 1 batch) with ``disp_freq = --disp``.  Every measurement
 is one process; the configurations rotate round by round; threads are equal everywhere (DeePMD-kit and dpcore
-both read ``DP_INTRA_OP_PARALLELISM_THREADS`` / ``DP_INTER_OP_PARALLELISM_THREADS``; printed).
+both read ``DP_INTRA_OP_PARALLELISM_THREADS`` / ``DP_INTER_OP_PARALLELISM_THREADS``; printed), and every run is
+pinned to the same ``--threads`` cores (``--pin``): JAX's XLA runtime sizes its thread pool from the cores the
+process may use, not from these settings, and took a second core (~120% CPU) when not pinned.
 
 What is timed, the same for both: the wall time of each display interval (``--disp`` training steps plus one
 validation batch and the lcurve line) divided by ``--disp``, median over the intervals after the first (the
@@ -45,7 +47,7 @@ def config(steps: int, disp: int, precision: str = "float64") -> dict:
     return cfg
 
 
-def run(kind: str, steps: int, disp: int, env: dict, precision: str = "float64") -> dict:
+def run(kind: str, steps: int, disp: int, env: dict, precision: str = "float64", cores=None) -> dict:
     """One training run in its own process; returns the per-interval s/step after the first interval."""
     with tempfile.TemporaryDirectory() as work:
         (Path(work) / "input.json").write_text(json.dumps(config(steps, disp, precision)))
@@ -55,7 +57,9 @@ def run(kind: str, steps: int, disp: int, env: dict, precision: str = "float64")
         else:
             cmd = [sys.executable, "-m", "dpcore", "train", "input.json", "--backend", kind.split(":")[1]]
             run_env = env
-        proc = subprocess.run(cmd, cwd=work, env=run_env, capture_output=True, text=True, timeout=3600)
+        pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
+        proc = subprocess.run(cmd, cwd=work, env=run_env, capture_output=True, text=True, timeout=3600,
+                              preexec_fn=pin)
         text = proc.stdout + proc.stderr
         if proc.returncode != 0:
             return {"error": (text.strip().splitlines() or [f"exit {proc.returncode}"])[-1][:160]}
@@ -76,7 +80,14 @@ def main(argv=None) -> int:
     ap.add_argument("--dpcore", default="torch,jax,tensorflow,paddle")
     ap.add_argument("--deepmd", default="tf,pt")
     ap.add_argument("--precision", default="float64", help="descriptor and fitting precision of every run")
+    ap.add_argument("--pin", default="auto", help="CPU cores every run is pinned to (sched_setaffinity), e.g. '0' "
+                    "or '0,1'; 'auto': the first --threads cores; 'off': not pinned")
     args = ap.parse_args(argv)
+    if args.pin == "off":
+        cores = None
+    else:
+        allowed = sorted(os.sched_getaffinity(0))
+        cores = set(allowed[:int(args.threads)] if args.pin == "auto" else (int(c) for c in args.pin.split(",")))
     if not (WATER / "data_0" / "type.raw").exists():
         sys.exit(f"water data not found under {WATER}")
     kinds = [f"dpcore:{b}" for b in args.dpcore.split(",") if b]
@@ -92,7 +103,7 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
         for kind in order:
-            out = run(kind, args.steps, args.disp, env, args.precision)
+            out = run(kind, args.steps, args.disp, env, args.precision, cores)
             if "error" in out:
                 errors[kind] = out["error"]
             else:
@@ -100,7 +111,8 @@ def main(argv=None) -> int:
             print(f"[round {r + 1}] {kind}: {out.get('error') or statistics.median(out['per_step']):}", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items() if v}
     print(f"Water training (192 atoms, se_e2_a, {args.precision}, batch 1), {args.steps} steps, display every {args.disp}; "
-          f"threads {args.threads} (DP_INTRA_OP_PARALLELISM_THREADS, OMP_NUM_THREADS), {args.rounds} rounds; "
+          f"threads {args.threads} (DP_INTRA_OP_PARALLELISM_THREADS, OMP_NUM_THREADS), "
+          f"{'not pinned' if cores is None else 'pinned to core(s) ' + ','.join(map(str, sorted(cores)))}, {args.rounds} rounds; "
           f"load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
     fastest = min((v for k, v in med.items() if k.startswith("deepmd:")), default=None)
     print("| run | s/step (median of intervals) | vs DeePMD-kit's fastest | vs its DeePMD-kit twin |")
