@@ -19,8 +19,12 @@ MODEL = textwrap.dedent("""
 
 def _run(code: str, **env):
     return subprocess.run([sys.executable, "-c", MODEL + textwrap.dedent(code)], capture_output=True, text=True,
-                          env={**{k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
-                               "DPCORE_FRAMEWORK_LOGS")}, **env}, timeout=600)
+                          env={**{k: v for k, v in os.environ.items() if k not in _SET_BY_DPCORE}, **env}, timeout=600)
+
+
+# a fresh user process: none of what dpcore (or an earlier test) put into this process's environment
+_SET_BY_DPCORE = ("TF_CPP_MIN_LOG_LEVEL", "DPCORE_FRAMEWORK_LOGS", "XLA_FLAGS", "TF_XLA_FLAGS",
+                  "JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE")
 
 
 def test_paddle_after_tensorflow_is_a_clear_error_not_a_crash():
