@@ -35,6 +35,9 @@ def test_validation_step_compiles_beside_the_first_training_step(tmp_path):
     from dpcore.train.loop import Trainer
     from test_train_buckets import ten_composition_case
 
+    from dpcore.train.step import StepCache
+
+    StepCache._shared.clear()  # the first test of this process compiled the same shapes
     cfg = ten_composition_case(tmp_path, numb_steps=2)
     trainer = Trainer(cfg, BACKEND, workdir=tmp_path / "run")
     state = trainer.valid_s.get_state()
