@@ -29,6 +29,7 @@ What conflicts, what is noise and which compiler options are used is data in :mo
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import re
@@ -126,11 +127,16 @@ def _names(options: list, option: str) -> bool:
 
 def _knows(libraries: tuple, option: str) -> bool:
     """Whether one of the shared ``libraries`` (relative to site-packages) contains the option's name, so that
-    the framework parses it: a memory-mapped search (20-100 ms)."""
+    the framework parses it."""
+    return _library_names(tuple(libraries), option.lstrip("-").split("=", 1)[0].encode())
+
+
+@functools.lru_cache(maxsize=None)
+def _library_names(libraries: tuple, name: bytes) -> bool:
+    """A memory-mapped search (20-100 ms), once per (libraries, name) and process."""
     import importlib.util
     import mmap
 
-    name = option.lstrip("-").split("=", 1)[0].encode()
     for library in libraries:
         top, rel = library.split("/", 1)
         spec = importlib.util.find_spec(top)

@@ -40,6 +40,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from bench_train import WATER, water_input  # noqa: E402
 
+from dpcore.train.lcurve import read_lcurve  # noqa: E402
+
 NIO = WATER.parent / "nio_spin"
 VENV = Path(os.environ.get("DPCORE_DPKIT_VENV", REPO / ".dpkit-venv"))
 DIST = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "paddle": "paddlepaddle"}
@@ -120,12 +122,10 @@ def run_one(system: str, trainer: str, seed: int, steps: int, env: dict, root: P
         out["s_per_step"] = out["train_s"] / steps
     lc = run / "lcurve.out"
     if lc.exists():
-        lines = [x.split() for x in lc.read_text().splitlines() if x.strip()]
-        head = lines[0][1:] if lines and lines[0][0] == "#" else []
-        last = next((x for x in reversed(lines) if x[0] != "#"), None)
-        if last and head:
-            vals = dict(zip(head, last))
-            out["lcurve"] = f"{last[0]}: " + " / ".join(vals[c] for k, c in LCURVE.items() if c in vals)
+        head, data = read_lcurve(lc)
+        if len(data) and head:
+            vals = dict(zip(head, data[-1]))
+            out["lcurve"] = f"{int(vals['step'])}: " + " / ".join(f"{vals[c]:.2e}" for c in LCURVE.values() if c in vals)
     if "error" in out:
         out["tail"] = "\n".join(text.strip().splitlines()[-15:])
     for f in run.iterdir():  # checkpoints and frozen models: tens of MB per run

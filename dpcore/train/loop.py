@@ -255,7 +255,7 @@ class Trainer(WorkerSteps):
         inputs, labels, blocks, flags = self._to_backend(self.valid_s.take(1)[0])
         self.valid_s.set_state(state)
         be = self.backend
-        params = be.tree_asarray(be.tree_to_numpy(merge_params(self.trainable, self.frozen)))
+        params = be.tree_asarray(self.params_numpy())
         fn = self.evals.get(blocks, flags, inputs)
         lr = self._scalar(float(self.lr.value(self.start_step)), np.float64)
 
