@@ -206,3 +206,14 @@ def test_compile_cache_off_and_a_users_own_cache_are_respected(monkeypatch, tmp_
         frameworks._set_compile_cache(info("tensorflow"))
         assert os.environ["TF_XLA_FLAGS"] == ("--tf_xla_min_cluster_size=2 --tf_xla_persistent_cache_directory="
                                               f"{tmp_path / 'tensorflow'}")
+
+
+def test_an_unusable_compile_cache_directory_turns_the_cache_off(monkeypatch, tmp_path):
+    from dpcore.backends import frameworks
+
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("DPCORE_COMPILE_CACHE", str(tmp_path / "a_file"))  # no directory can be made under a file
+    assert frameworks.compile_cache_dir("jax") is None
+    monkeypatch.setenv("DPCORE_COMPILE_CACHE", str(tmp_path / "cache"))
+    assert frameworks.compile_cache_dir("jax") == str(tmp_path / "cache" / "jax")
+    assert (tmp_path / "cache" / "jax").is_dir()

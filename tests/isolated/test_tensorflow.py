@@ -162,7 +162,17 @@ def test_evaluate_with_tensorflow_backend(dtype):
         assert rel_err(out[k], ref[k]) <= TOL[dtype], k
 
 
-@pytest.mark.parametrize("force_mode", ["analytic", "autodiff"])
+def test_jit_traces_plain_python_without_autograph():
+    """``BE.jit`` turns AutoGraph off (dpcore's code has no Python control flow on tensors, and the rewriting was
+    2/3 of the first training step); ``jit_compile`` and other options still pass through.  Read from the
+    tf.function object: a test module's functions are not converted by AutoGraph under pytest anyway, so the
+    behaviour itself cannot be observed from here."""
+    f = BE.jit(lambda x: tf.tanh(x) * 2.0, jit_compile=True)
+    assert f._autograph is False and f._jit_compile is True
+    assert BE.jit(lambda x: x, autograph=True)._autograph is True  # an explicit request is kept
+    assert float(f(tf.constant(0.5, dtype=tf.float64))) == pytest.approx(2.0 * np.tanh(0.5), rel=1e-12)
+
+
 def test_model_under_tf_function(force_mode):
     model, coord, atype, extra, ref = system("fparam_aparam", "float64")
     out = tf_outputs(model, coord, atype, extra, force_mode, jit=True)
