@@ -173,6 +173,7 @@ def test_jit_traces_plain_python_without_autograph():
     assert float(f(tf.constant(0.5, dtype=tf.float64))) == pytest.approx(2.0 * np.tanh(0.5), rel=1e-12)
 
 
+@pytest.mark.parametrize("force_mode", ["analytic", "autodiff"])
 def test_model_under_tf_function(force_mode):
     model, coord, atype, extra, ref = system("fparam_aparam", "float64")
     out = tf_outputs(model, coord, atype, extra, force_mode, jit=True)
