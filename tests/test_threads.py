@@ -12,7 +12,8 @@ import pytest
 from dpcore.backends import threads
 
 CLEAN = {k: v for k, v in os.environ.items()
-         if k not in (threads.ENV_INTRA, threads.ENV_INTER, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+         if k not in (threads.ENV_INTRA, threads.ENV_INTER, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                      "NPROC")}
 
 
 def _run(code: str, **env) -> dict:
@@ -112,15 +113,25 @@ print(json.dumps({"torch": torch.get_num_threads(), "settings": be.settings["int
     assert out == {"torch": 1, "settings": 1, "blas": [1], "child": "1"}
 
 
-def test_environment_plan_applies_to_jax_before_its_first_computation():
-    out = _run("""
+_XLA_POOL = """
 import json, os
 from dpcore.backends import get_backend
 be = get_backend("jax")
+total = float(be.namespace().sum(be.asarray(__import__("numpy").ones(3))))
+pool = sum(open(f"/proc/self/task/{t}/comm").read().strip() == "tf_XLAEigen" for t in os.listdir("/proc/self/task"))
 print(json.dumps({"flags": os.environ.get("XLA_FLAGS", ""), "intra": be.settings.get("intra_op_threads"),
-                  "sum": float(be.namespace().sum(be.asarray(__import__("numpy").ones(3))))}))
-""", **{threads.ENV_INTRA: "1"})
+                  "sum": total, "pool": pool}))
+"""
+
+
+def test_environment_plan_applies_to_jax_before_its_first_computation():
+    """One thread means one: XLA's flags make each operation serial, and its CPU client's pool (threads named
+    tf_XLAEigen, which run independent operations concurrently) has the plan's size, not one per core."""
+    out = _run(_XLA_POOL, **{threads.ENV_INTRA: "1"})
     assert "--xla_cpu_multi_thread_eigen=false" in out["flags"] and out["intra"] == 1 and out["sum"] == 3.0
+    assert out["pool"] == 1
+    if len(threads.usable_cores()) >= 2:
+        assert _run(_XLA_POOL, **{threads.ENV_INTRA: "2"})["pool"] == 2
 
 
 def test_library_use_keeps_framework_settings_unless_asked():
