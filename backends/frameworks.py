@@ -106,15 +106,16 @@ def compile_cache_dir(backend: str) -> str | None:
 def _set_compile_cache(entry) -> None:
     if not entry.compile_cache:
         return
-    user_set = [k for k, v in entry.compile_cache.items()
-                if (k in os.environ and not v.startswith("--")) or _names(os.environ.get(k, "").split(), v)]
+    # the user's own cache directory wins; their other cache settings (e.g. a size) are kept beside dpcore's
+    user_set = [k for k, v in entry.compile_cache.items() if "{dir}" in v
+                and ((k in os.environ and not v.startswith("--")) or _names(os.environ.get(k, "").split(), v))]
     path = None if user_set else compile_cache_dir(entry.name)
     if path is None:
         return
     for key, template in entry.compile_cache.items():
         value = template.replace("{dir}", path)
         if not value.startswith("--"):
-            os.environ[key] = value
+            os.environ.setdefault(key, value)
         elif _knows(entry.xla_library, value):
             os.environ[key] = " ".join(os.environ.get(key, "").split() + [value])
 

@@ -198,6 +198,14 @@ def test_compile_cache_off_and_a_users_own_cache_are_respected(monkeypatch, tmp_
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
     frameworks._set_compile_cache(info("jax"))
     assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "jax")
+    assert os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(2 ** 31)
+
+    # a size of the user's own, without a directory: dpcore's directory, the user's size
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", "1000000")
+    frameworks._set_compile_cache(info("jax"))
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "jax")
+    assert os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == "1000000"
     if frameworks._knows(info("tensorflow").xla_library, "--tf_xla_persistent_cache_directory"):
         monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=/users/own")
         frameworks._set_compile_cache(info("tensorflow"))
