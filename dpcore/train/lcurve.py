@@ -13,13 +13,17 @@ validation data), then ``lr``::
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["header", "line", "read_lcurve", "truncate_after"]
+__all__ = ["header", "line", "open_for_run", "read_lcurve", "truncate_after"]
+
+log = logging.getLogger("dpcore.train")
 
 NAN_NOTE = "# If there is no available reference data, rmse_*_{val,trn} will print nan\n"
 
@@ -79,3 +83,21 @@ def truncate_after(path, step: int) -> int:
             fh.writelines(keep)
         os.replace(tmp, path)
     return removed
+
+
+def open_for_run(path, keys: Sequence[str], validation: bool, start_step: int = 0):
+    """The lcurve file of a run, open for appending lines (line-buffered): new with its header, or, continuing
+    from a checkpoint at ``start_step`` > 0, cut after that step (lines written after the checkpoint) and
+    appended to."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    restart = start_step > 0
+    if restart and path.exists():
+        dropped = truncate_after(path, start_step)
+        if dropped:
+            log.info("%s: removed %d lines after step %d (written after the checkpoint)", path, dropped, start_step)
+    fresh = not restart or not path.exists() or path.stat().st_size == 0
+    fout = open(path, "a" if restart else "w", buffering=1)
+    if fresh:
+        fout.write(header(keys, validation=validation))
+    return fout

@@ -51,6 +51,7 @@ from .distributed import lr_scale, open_world, plan_data_parallel
 from ..descriptor import get_descriptor
 from .mixed_precision import training_model_config, use_output_precision
 from .optim import adam_init
+from .progress import fmt_time, log_display
 from .params import leaves, merge_params, split_params, trainable_mask
 from .setup import (build_model_and_stats, check_training_section, is_spin, load_init_model, nlist_maker,
                     resolve_sel, steps_from_config)
@@ -67,11 +68,6 @@ def _versions(backend) -> dict:
 
     return {"dpcore": __version__, "numpy": np.__version__, **{k: v for k, v in backend.settings.items()
                                                                if k.endswith("version")}}
-
-
-def _fmt_time(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def train(cfg: dict, backend, *, restart=None, init_model=None, workdir=".", numb_steps: int | None = None,
@@ -297,25 +293,6 @@ class Trainer(WorkerSteps):
         log.info("saved checkpoint %s", path)
         return path
 
-    def _open_lcurve(self):
-        """lcurve.out: new with its header, or (restart) cut after the checkpoint's step and appended to."""
-        tr = self.cfg["training"]
-        if not tr["disp_training"]:
-            return None
-        path = self.workdir / tr["disp_file"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        restart = self.start_step > 0
-        if restart and path.exists():
-            dropped = lcurve.truncate_after(path, self.start_step)
-            if dropped:
-                log.info("%s: removed %d lines after step %d (written after the checkpoint)", path, dropped,
-                         self.start_step)
-        fresh = not restart or not path.exists() or path.stat().st_size == 0
-        fout = open(path, "a" if restart else "w", buffering=1)
-        if fresh:
-            fout.write(lcurve.header(self.keys, validation=self.valid_s is not None))
-        return fout
-
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> dict:
         tr = self.cfg["training"]
@@ -325,7 +302,10 @@ class Trainer(WorkerSteps):
         if self.start_step >= num_steps:
             log.warning("the checkpoint is at step %d and training/numb_steps is %d: nothing to train "
                         "(raise numb_steps to continue)", self.start_step, num_steps)
-        fout = self._open_lcurve() if self.world.is_main else None
+        fout = None
+        if self.world.is_main and tr["disp_training"]:
+            fout = lcurve.open_for_run(self.workdir / tr["disp_file"], self.keys, self.valid_s is not None,
+                                       self.start_step)
         t_start = time.perf_counter()
         beside = self._compile_validation_beside()
         t_first, t_window, n_window, timed_steps, timed_time = None, t_start, 0, 0, 0.0
@@ -360,7 +340,7 @@ class Trainer(WorkerSteps):
                     timed_steps, timed_time = timed_steps + n_window, timed_time + (now - t_window)
                     t_window, n_window = now, 0
                     if display and self.world.is_main:
-                        _log_display(t + 1, num_steps, trn, val, float(self.lr.value(t)) * self.lr_scale, per)
+                        log_display(t + 1, num_steps, trn, val, float(self.lr.value(t)) * self.lr_scale, per)
                 if ((t + 1) % save_freq == 0 or t + 1 == num_steps) and self.world.is_main:
                     ckpt = self.save(t + 1)
         finally:
@@ -371,7 +351,7 @@ class Trainer(WorkerSteps):
         per_step = timed_time / timed_steps if timed_steps else float("nan")
         if tr["time_training"] and num_steps > self.start_step:
             log.info("finished %d steps in %s; average %.4f s/step (excluding the first step, %.2f s)",
-                     num_steps - self.start_step, _fmt_time(wall), per_step, t_first or 0.0)
+                     num_steps - self.start_step, fmt_time(wall), per_step, t_first or 0.0)
         from ..model.factory import model_from_state
 
         model = model_from_state(self.cfg["model"], self.params_numpy())
@@ -380,17 +360,3 @@ class Trainer(WorkerSteps):
                 "wall_s": wall, "checkpoint": ckpt, "backend": self.backend.name, "num_steps": num_steps,
                 "config": self.cfg, "settings": dict(self.backend.settings), "rank": self.world.rank,
                 "workers": self.world.workers}
-
-
-def _log_display(step, num_steps, trn, val, lr, per_step):
-    parts = [f"step {step}/{num_steps}"]
-    if trn:
-        parts.append("trn " + " ".join(f"{k} {v:.2e}" for k, v in trn.items()))
-    if val:
-        parts.append("val " + " ".join(f"{k} {v:.2e}" for k, v in val.items()))
-    eta = per_step * (num_steps - step)
-    parts.append(f"lr {lr:.1e}")
-    parts.append(f"{per_step:.4f} s/step, ETA {_fmt_time(eta)}")
-    log.info(" | ".join(parts))
-
-
