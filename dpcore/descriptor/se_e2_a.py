@@ -319,13 +319,15 @@ def vjp(cfg, params, gD, cache, blocks=None):
             parts.append(_tabulated_block_vjp(cfg, gA, ecache, centre_type, blocks))
             continue
         gRt = G @ xp.matrix_transpose(gA)  # (nf, nloc, sel_t, 4)
-        gG = Rt @ gA  # (nf, nloc, sel_t, ng)
+
+        def gG(start, stop, Rt=Rt):  # (nf, stop - start, sel_t, ng), per centre-type block (see vjp_by_type)
+            return Rt[:, start:stop] @ gA[:, start:stop]
 
         def embed_vjp(tc, g, c, tn=tn):
             return net_vjp(nets[_embedding_key(cfg, tc, tn)], g, c)
 
         if cfg["type_one_side"]:
-            gs = embed_vjp(0, gG, ecache)
+            gs = embed_vjp(0, gG(None, None), ecache)
         else:
             gs = vjp_by_type(embed_vjp, gG, centre_type, ntypes, blocks, ecache)
         parts.append(gRt + xp.concat([gs, xp.zeros_like(gRt[..., 1:])], axis=-1))
