@@ -11,6 +11,8 @@ A backend adapter supplies only what differs between frameworks:
   ``argnums``, each mirroring its argument's pytree (nested dicts/lists of arrays);
   ``create_graph`` keeps the graph for a second differentiation (torch/paddle/tf);
 * ``jit(f)``: compiled version of ``f`` where the framework has one (identity otherwise);
+  ``compiled(key, make)``: a model forward compiled once per key where the registry says forwards are
+  (``info.jit_forward``), kept in a small cache of the backend object;
 * ``info`` / ``capabilities``: static data from :mod:`dpcore.backends.registry` (documented support
   table, jit choices); ``settings``: numerical settings applied explicitly when the backend object is
   created (never at import), recorded for reports;
@@ -22,7 +24,14 @@ A backend adapter supplies only what differs between frameworks:
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
+from collections import OrderedDict
+
 import numpy as np
+
+_MAX_COMPILED = 16  # compiled model forwards kept per backend object (least recently used dropped)
 
 
 class Backend:
@@ -58,6 +67,22 @@ class Backend:
     def jit(self, f):
         return f
 
+    def compiled(self, key, make):
+        """``make()`` (a function of the call's arrays), compiled with :meth:`jit` once per hashable ``key`` where
+        model forwards are compiled (``info.jit_forward``), else ``make()`` as it is.  The last 16 compiled
+        functions of this backend object are kept (each traces once per input shape)."""
+        info = self.info
+        if info is None or not info.jit_forward:
+            return make()
+        cache = self.__dict__.setdefault("_compiled_forwards", OrderedDict())
+        fn = cache.pop(key, None)
+        if fn is None:
+            fn = self.jit(make())
+        cache[key] = fn
+        while len(cache) > _MAX_COMPILED:
+            cache.popitem(last=False)
+        return fn
+
     def tree_asarray(self, tree):
         """Convert a nested dict/list of NumPy arrays (None and Python scalars kept) to framework arrays."""
         from .tree import tree_map
@@ -76,16 +101,12 @@ class Backend:
 
         ``create_graph``: autodiff forces stay differentiable (for a force loss); the analytic path always is.
         """
-        import functools
-
-        from dpcore.model import energy
-
-        if force_mode == "analytic":
-            return energy.forward(cfg, params, inputs, blocks, atomic_virial=atomic_virial)
-        if force_mode == "autodiff":
-            vg = functools.partial(self.value_and_grad, create_graph=create_graph)
-            return energy.forward_autodiff(cfg, params, inputs, vg, blocks, atomic_virial=atomic_virial)
-        raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
+        if force_mode not in ("analytic", "autodiff"):
+            raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
+        key = ("energy", json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial, force_mode, create_graph)
+        return self.compiled(key, lambda: functools.partial(
+            _energy_forward, self, copy.deepcopy(cfg), blocks=blocks, atomic_virial=atomic_virial,
+            force_mode=force_mode, create_graph=create_graph))(params, inputs)
 
     # -- data-parallel training (defaults: one process, one device) -------------------------------------------
     def init_process_group(self) -> tuple[int, int, bool]:
@@ -108,3 +129,13 @@ class Backend:
         place NumPy trees with the leading (frame) axis of length ``nf`` split over the devices, and
         replicated on every device."""
         raise NotImplementedError(f"backend {self.name!r} cannot train data-parallel over several devices")
+
+
+def _energy_forward(backend, cfg, params, inputs, blocks=None, atomic_virial=False, force_mode="analytic",
+                    create_graph=False):
+    from dpcore.model import energy
+
+    if force_mode == "analytic":
+        return energy.forward(cfg, params, inputs, blocks, atomic_virial=atomic_virial)
+    vg = functools.partial(backend.value_and_grad, create_graph=create_graph)
+    return energy.forward_autodiff(cfg, params, inputs, vg, blocks, atomic_virial=atomic_virial)

@@ -3,8 +3,8 @@
 Numerical settings applied when the backend object is created (never at import; recorded in
 ``settings``): ``jax_enable_x64=True`` (float64 arrays stay float64) and
 ``jax_default_matmul_precision="highest"`` (no TF32 / bf16 passes for float32 matmuls on GPU/TPU).
-``model_forward`` is compiled with ``jax.jit`` (one compiled function per model config, type blocks,
-force mode and input shapes): eager JAX dispatches and compiles op by op, which was measured ~4x slower
+``model_forward`` is compiled with ``jax.jit`` (registry ``jit_forward``; one compiled function per model config,
+type blocks, force mode and input shapes): eager JAX dispatches and compiles op by op, which was measured ~4x slower
 on the first call and ~40x slower afterwards on a 10-atom system.
 ``device``: None (JAX's default device), a ``jax.Device``, or a string ``"cpu"``, ``"gpu:1"``,
 ``"cuda"`` (= ``"gpu"``), resolved with ``jax.local_devices(backend=kind)[index]``.
@@ -28,11 +28,8 @@ same bits.
 
 from __future__ import annotations
 
-import copy
 import functools
-import json
 import os
-from collections import OrderedDict
 
 import jax
 import jax.numpy as jnp
@@ -41,9 +38,6 @@ import numpy as np
 from .base import Backend
 from .registry import info as backend_info
 from .tree import tree_map
-
-_MAX_COMPILED = 16  # compiled model functions kept per backend object (least recently used dropped)
-
 
 def resolve_device(device):
     """A ``jax.Device`` from None / a Device / ``"kind[:index]"``."""
@@ -116,7 +110,6 @@ class JaxBackend(Backend):
         jax.config.update("jax_default_matmul_precision", "highest")
         super().__init__(None)
         self._device_spec = device
-        self._compiled: OrderedDict = OrderedDict()
         self._mesh = None  # all_reduce_sum / broadcast across processes: see _process_mesh
         self.settings = {
             "jax_version": jax.__version__,
@@ -162,20 +155,6 @@ class JaxBackend(Backend):
 
     def jit(self, f, **kwargs):
         return jax.jit(f, **kwargs)
-
-    def model_forward(self, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False, force_mode: str = "analytic",
-                      create_graph: bool = False):
-        """:meth:`Backend.model_forward` under ``jax.jit`` (config, blocks and modes static; cached).
-        ``create_graph`` is implicit in JAX (gradients are always differentiable)."""
-        key = (json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial, force_mode)
-        fn = self._compiled.pop(key, None)
-        if fn is None:
-            fn = jax.jit(functools.partial(Backend.model_forward, self, copy.deepcopy(cfg), blocks=blocks,
-                                           atomic_virial=atomic_virial, force_mode=force_mode))
-        self._compiled[key] = fn
-        while len(self._compiled) > _MAX_COMPILED:
-            self._compiled.popitem(last=False)
-        return fn(params, inputs)
 
     def local_mesh(self, n: int):
         from jax.sharding import Mesh, NamedSharding, PartitionSpec

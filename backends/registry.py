@@ -19,8 +19,10 @@ class BackendInfo:
     capabilities: ``autodiff`` (value_and_grad), ``jit`` (a real compiler behind ``backend.jit``),
         ``use_default_pf`` (the loss option is supported), ``float32``/``float64``, ``devices``,
         ``mixed_precision`` (device types with bfloat16 matrix products, for ``training.mixed_precision``);
-    jit_forward: model forwards (energy and spin) are compiled with ``backend.jit`` (jax: eager JAX was
-        measured ~40x slower per call; TensorFlow's tf.function retraces per input shape, 10 s each);
+    jit_forward: model forwards (energy and spin, :meth:`Backend.compiled`) are compiled with ``backend.jit``,
+        once per model, type blocks and input shapes (jax: eager JAX was measured ~40x slower per call;
+        TensorFlow: a graph runs the water frame 2x faster than eager and is traced in 1-2 s without AutoGraph;
+        a shape-generic trace, ``reduce_retracing``, is not possible: the core reads sizes from ``x.shape``);
     step_jit: extra ``backend.jit`` arguments of the training and validation steps (TensorFlow with XLA,
         ``jit_compile``: 0.17 s/step against 0.29 s in graph mode on the water example, 2 cores);
     update_jit: extra arguments of the training step only (jax donates the replaced parameter and Adam
@@ -97,7 +99,7 @@ BACKENDS = {
                                       "devices": {"collective": "jax.sharding, XLA all-reduce"}}),
     "tensorflow": BackendInfo(
         "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
-        step_jit={"jit_compile": True},
+        jit_forward=True, step_jit={"jit_compile": True},
         xla_flags=_XLA_CPU, xla_library=("tensorflow/libtensorflow_framework.so.2",
                                                  "tensorflow/libtensorflow_cc.so.2"),
         compile_cache={"TF_XLA_FLAGS": "--tf_xla_persistent_cache_directory={dir}"},

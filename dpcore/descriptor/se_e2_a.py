@@ -321,7 +321,7 @@ def vjp(cfg, params, gD, cache, blocks=None):
         gRt = G @ xp.matrix_transpose(gA)  # (nf, nloc, sel_t, 4)
 
         def gG(start, stop, Rt=Rt):  # (nf, stop - start, sel_t, ng), per centre-type block (see vjp_by_type)
-            return Rt[:, start:stop] @ gA[:, start:stop]
+            return Rt[:, start:stop, ...] @ gA[:, start:stop, ...]
 
         def embed_vjp(tc, g, c, tn=tn):
             return net_vjp(nets[_embedding_key(cfg, tc, tn)], g, c)

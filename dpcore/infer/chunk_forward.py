@@ -8,8 +8,8 @@ virial (nf, natoms, 9), and the host adds them up (:mod:`dpcore.infer.chunked`).
 (:func:`dpcore.model.energy.atomic_energy` and its backward); only the reduction from pair gradients to atoms
 differs from :func:`dpcore.model.energy.pair_grad_outputs`, which assumes the centres are all the atoms.
 
-The function is compiled with ``backend.jit`` where the registry says model forwards are (``info.jit_forward``),
-once per (model config, type blocks, modes) and input shapes: chunks of one system share their shapes.
+The function is compiled where the registry says model forwards are (:meth:`Backend.compiled`), once per
+(model config, type blocks, modes) and input shapes: chunks of one system share their shapes.
 """
 
 from __future__ import annotations
@@ -17,15 +17,10 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections import OrderedDict
 
 from ..model import energy
 from ..pairs import pair_vectors
 from ..xp import namespace, scatter_to_atoms
-
-_MAX_COMPILED = 16
-_compiled: OrderedDict = OrderedDict()
-
 
 def pair_sums(g, rij, inputs, natoms: int, atomic_virial: bool = False) -> dict:
     """Force (nf, natoms, 3) eV/Å, virial (nf, 9) eV and, if ``atomic_virial``, atom_virial (nf, natoms, 9) eV of
@@ -86,15 +81,7 @@ def chunk_forward(backend, cfg, params, inputs, blocks=None, *, atomic_virial: b
     """
     if force_mode not in ("analytic", "autodiff"):
         raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
-    if not (backend.info is not None and backend.info.jit_forward):
-        return _forward(backend, cfg, params, inputs, blocks, atomic_virial, force_mode)
-    key = (backend.name, str(backend.device), json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial,
-           force_mode)
-    fn = _compiled.pop(key, None)
-    if fn is None:
-        fn = backend.jit(functools.partial(_forward, backend, copy.deepcopy(cfg), blocks=blocks,
-                                           atomic_virial=atomic_virial, force_mode=force_mode))
-    _compiled[key] = fn
-    while len(_compiled) > _MAX_COMPILED:
-        _compiled.popitem(last=False)
-    return fn(params, inputs)
+    key = ("chunk", json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial, force_mode)
+    return backend.compiled(key, lambda: functools.partial(
+        _forward, backend, copy.deepcopy(cfg), blocks=blocks, atomic_virial=atomic_virial,
+        force_mode=force_mode))(params, inputs)

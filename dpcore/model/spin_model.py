@@ -11,7 +11,6 @@ import copy
 import functools
 import json
 import warnings
-from collections import OrderedDict
 
 import numpy as np
 
@@ -91,34 +90,19 @@ def prepare(model: "SpinEnergyModel", coord, atype, spin, box=None, fparam=None,
     return inputs, blocks, perm
 
 
-# The spin forward is compiled where the backend registry says model forwards are (``info.jit_forward``: jax,
-# where eager JAX is ~10 s per call on a 24-atom spin system, jit 5 s once then 10 ms; TensorFlow is eager:
-# 0.2 s, against tf.function tracing 10 s per input shape).
-_MAX_COMPILED = 8
-_compiled: OrderedDict = OrderedDict()
-
-
 def model_forward(backend, cfg, params, inputs, blocks=None, *, atomic_virial: bool = False,
                   force_mode: str = "analytic", create_graph: bool = False) -> dict:
     """Spin-model outputs on ``backend`` (an adapter object): the core's analytic derivatives
     (``force_mode="analytic"``, every backend) or the backend's autodiff (``"autodiff"``);
     ``create_graph`` keeps the autodiff graph (to differentiate a force loss again).
-    Compiled with ``backend.jit`` where ``backend.info.jit_forward`` (config, blocks, modes static)."""
+    Compiled where the backend registry says model forwards are (:meth:`Backend.compiled`; config, blocks and
+    modes static)."""
     if force_mode not in ("analytic", "autodiff"):
         raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
-    if not (backend.info is not None and backend.info.jit_forward):
-        return _forward(backend, cfg, params, inputs, blocks, atomic_virial, force_mode, create_graph)
-    key = (backend.name, str(backend.device), json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial,
-           force_mode, create_graph)
-    fn = _compiled.pop(key, None)
-    if fn is None:
-        fn = backend.jit(functools.partial(_forward, backend, copy.deepcopy(cfg), blocks=blocks,
-                                           atomic_virial=atomic_virial, force_mode=force_mode,
-                                           create_graph=create_graph))
-    _compiled[key] = fn
-    while len(_compiled) > _MAX_COMPILED:
-        _compiled.popitem(last=False)
-    return fn(params, inputs)
+    key = ("spin", json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial, force_mode, create_graph)
+    return backend.compiled(key, lambda: functools.partial(
+        _forward, backend, copy.deepcopy(cfg), blocks=blocks, atomic_virial=atomic_virial, force_mode=force_mode,
+        create_graph=create_graph))(params, inputs)
 
 
 def _forward(backend, cfg, params, inputs, blocks=None, atomic_virial=False, force_mode="analytic",

@@ -276,3 +276,24 @@ def test_view_adam_step_decreases_energy_force_loss(force_mode):
     view.write_back()
     after = model.evaluate(coord, atype, box)
     np.testing.assert_allclose(after["energy"], view(coord, atype, box)["energy"].numpy(), rtol=TOL["float64"])
+
+
+
+
+def test_evaluate_runs_a_graph_traced_once_per_shape():
+    """TensorFlow model forwards run as a graph (registry ``jit_forward``, :meth:`Backend.compiled`): traced for
+    the first input shape, reused for the same shapes, traced once more for another number of frames."""
+    model, coord, atype, extra, ref = system("pbc_triclinic", "float64")
+    before = set(getattr(BE, "_compiled_forwards", {}))
+    for shift in (0.0, 0.01):
+        out = model.evaluate(coord + shift, atype, backend="tf", **extra)
+    for k in ("energy", "force", "virial"):
+        assert rel_err(out[k], model.evaluate(coord + 0.01, atype, **extra)[k]) <= TOL["float64"], k
+    new = [fn for key, fn in BE._compiled_forwards.items() if key not in before and key[0] == "energy"]
+    assert len(new) == 1 and isinstance(new[0], tf.types.experimental.GenericFunction)
+    assert new[0].experimental_get_tracing_count() == 1
+    tiled = {k: np.concatenate([v] * 2) for k, v in extra.items()}
+    out = model.evaluate(np.concatenate([coord] * 2), atype if atype.ndim == 1 else np.concatenate([atype] * 2),
+                         backend="tf", **tiled)
+    assert rel_err(out["force"], np.concatenate([ref["force"]] * 2)) <= TOL["float64"]
+    assert new[0].experimental_get_tracing_count() == 2

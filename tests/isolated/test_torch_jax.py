@@ -115,14 +115,14 @@ def test_spin_model_equals_numpy(name, system, force_mode):
 @pytest.mark.backends("jax")
 @pytest.mark.parametrize("force_mode", ["analytic", "autodiff"])
 def test_jax_spin_model_reuses_the_compiled_forward(force_mode):
-    from dpcore.model import spin_model
-
     model, (coord, *rest) = _spin_inputs("three_types", "pbc_triclinic")
+    be = get_backend("jax")
     model.evaluate(coord, *rest, backend="jax", atomic=True, force_mode=force_mode)
-    compiled = dict(spin_model._compiled)
+    compiled = dict(be._compiled_forwards)
+    assert any(k[0] == "spin" for k in compiled)
     model.evaluate(coord + 0.01, *rest, backend="jax", atomic=True, force_mode=force_mode)
-    assert spin_model._compiled.keys() == compiled.keys()  # same config, blocks and modes: no new compilation
-    assert all(spin_model._compiled[k] is compiled[k] for k in compiled)
+    assert be._compiled_forwards.keys() == compiled.keys()  # same config, blocks and modes: no new compilation
+    assert all(be._compiled_forwards[k] is compiled[k] for k in compiled)
 
 
 def _torch_spin_loss_grads(model, inputs, blocks, force_mode):
@@ -209,14 +209,14 @@ def test_torch_value_and_grad_pytree():
 # ----------------------------------------------------------------------------------- JAX
 @pytest.mark.backends("jax")
 def test_jax_jit_gives_same_numbers(force_mode="analytic"):  # (autodiff under jit: test_model_equals_numpy)
-    from dpcore.backends.base import Backend
+    from dpcore.backends.base import _energy_forward
 
     model, inputs, blocks = _prepared("fparam_aparam")
     be = get_backend("jax")
     params, inp = be.tree_asarray(model.params), be.tree_asarray(inputs)
 
     def f(p, i):  # the un-jitted core call (the adapter's model_forward is itself jitted)
-        return Backend.model_forward(be, model.config, p, i, blocks, atomic_virial=True, force_mode=force_mode)
+        return _energy_forward(be, model.config, p, i, blocks, atomic_virial=True, force_mode=force_mode)
 
     eager, jitted, adapter = f(params, inp), be.jit(f)(params, inp), be.model_forward(
         model.config, params, inp, blocks, atomic_virial=True, force_mode=force_mode)
