@@ -4,7 +4,9 @@
 
 The water se_e2_a model (DeePMD-kit's water example sizes, statistics from the water data) is written by
 dpcore as ``model.dp``; DeePMD-kit's ``dp convert-backend`` makes ``model.pth`` (PyTorch) and ``model.pb``
-(TensorFlow) from it, and ``dp --tf compress`` a compressed ``.pb`` when it can.  Every measurement is one
+(TensorFlow) from it, and ``dp --tf compress`` a compressed ``.pb`` when it can; DeePMD-kit also reads
+``model.dp`` itself with its NumPy backend (``dpkit:dp``), which returns the energy only (its forces and virial
+are NaN): the twin of dpcore's NumPy, which computes all three.  Every measurement is one
 process (a fresh interpreter per backend and file) that evaluates energy + forces + virial of the same frame
 (water ``data_0`` frame 0, 192 atoms; ``--replicate n`` repeats the cell n x n x n) ``--calls`` times after a
 warm-up and reports the median and its own peak memory (ru_maxrss).  Rounds are interleaved (every
@@ -43,7 +45,7 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS
            "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
 DPCORE_BACKENDS = ("numpy", "jax", "torch", "tensorflow", "paddle")
-TWINS = {"torch": "pth", "tensorflow": "pb", "numpy": None, "jax": None, "paddle": None}
+TWINS = {"torch": "pth", "tensorflow": "pb", "numpy": "dp", "jax": None, "paddle": None}
 
 # one measurement in its own process: prints {"ms": [...], "maxrss_mb": ..., "energy": ...}
 WORKER = r"""
@@ -57,6 +59,7 @@ if kind.startswith("dpkit"):
     dp = DeepPot(model_file)
     def call():
         e, frc, v = dp.eval(coord.reshape(1, -1), box, atype)[:3]
+        call.forces = bool(np.isfinite(np.asarray(frc)).all())
         return float(np.asarray(e).ravel()[0])
 else:
     import dpcore
@@ -66,12 +69,14 @@ else:
     model = dpcore.load(model_file)
     def call():
         out = model.evaluate(coord, atype, box, backend=backend)
+        call.forces = bool(np.isfinite(np.asarray(out["force"])).all())
         return float(out["energy"][0, 0])
 energy = call()
 ms = []
 for _ in range(calls):
     t0 = time.perf_counter(); call(); ms.append(1e3 * (time.perf_counter() - t0))
-print(json.dumps({"ms": ms, "energy": energy, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"ms": ms, "energy": energy, "forces": call.forces,
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -109,8 +114,9 @@ def dpkit(args, cwd) -> subprocess.CompletedProcess:
 
 
 def deepmd_files(dp_file: Path) -> dict:
-    """DeePMD-kit's files of the same weights: {"pth": path, "pb": path, "pb-compressed": path} (those that work)."""
-    out = {}
+    """DeePMD-kit's files of the same weights: {"dp": path, "pth": path, "pb": path, "pb-compressed": path} (those
+    that work; "dp" is dpcore's own file, read by DeePMD-kit's NumPy backend)."""
+    out = {"dp": dp_file}  # DeePMD-kit's NumPy backend reads the file as it is
     for suffix in ("pth", "pb"):
         target = dp_file.with_suffix(f".{suffix}")
         proc = dpkit(["dp", "convert-backend", dp_file, target], dp_file.parent)
@@ -218,13 +224,14 @@ def main() -> int:
     errors = {k: r["error"] for k, rs in runs.items() for r in rs if "error" in r}
     peaks = {k: max(r["maxrss_mb"] for r in rs) for k, rs in ok.items() if rs}
     energies = {k: rs[-1]["energy"] for k, rs in ok.items() if rs}
+    energy_only = {k for k, rs in ok.items() if rs and not rs[-1].get("forces", True)}
     print(f"\n{coord.shape[1]} atoms, float64, energy + forces + virial, 1 thread ({', '.join(f'{k}={v}' for k, v in THREADS.items() if 'THREAD' in k)}); "
           f"median over {args.rounds} rounds x {args.calls} calls; load average {os.getloadavg()}\n")
     print("| measurement | ms/frame (median) | peak MB | energy (eV) | vs DeePMD-kit twin | vs DeePMD-kit fastest |")
     print("|---|---|---|---|---|---|")
     ref = next((energies[k] for k in kinds if k.startswith("dpcore") and k in energies), None)
     med = {k: float(np.median(v)) for k, v in results.items() if v}
-    fastest = min((v for k, v in med.items() if k.startswith("dpkit")), default=None)
+    fastest = min((v for k, v in med.items() if k.startswith("dpkit") and k not in energy_only), default=None)
     for k in kinds:
         if k not in med:
             print(f"| {k} | failed: {errors.get(k, '?')[:80]} | | | | |")
@@ -233,7 +240,8 @@ def main() -> int:
         tw = f"{med[f'dpkit:{twin}'] / med[k]:.2f}x" if twin and f"dpkit:{twin}" in med else ""
         fa = f"{fastest / med[k]:.2f}x" if fastest and k.startswith("dpcore") else ""
         wrong = ref is not None and abs(energies[k] - ref) > 1e-8 * abs(ref)
-        energy = f"{energies[k]:.6f}" + (f" (WRONG: dpcore {ref:.6f})" if wrong else "")
+        energy = f"{energies[k]:.6f}" + (f" (WRONG: dpcore {ref:.6f})" if wrong else "") + \
+            (" (energy only: forces NaN)" if k in energy_only else "")
         print(f"| {k} | {med[k]:.1f} | {peaks[k]:.0f} | {energy} | {tw} | {fa} |")
     if args.compressed:
         print_compressed_table(med, energies, peaks)
