@@ -11,8 +11,8 @@ A backend adapter supplies only what differs between frameworks:
   ``argnums``, each mirroring its argument's pytree (nested dicts/lists of arrays);
   ``create_graph`` keeps the graph for a second differentiation (torch/paddle/tf);
 * ``jit(f)``: compiled version of ``f`` where the framework has one (identity otherwise);
-  ``compiled(key, make)``: a model forward compiled once per key where the registry says forwards are
-  (``info.jit_forward``), kept in a small cache of the backend object;
+  ``compiled(name, fn, cfg, **static)``: a model forward compiled once per config and static arguments where
+  the registry says forwards are (``info.jit_forward``), kept in a small cache of the backend object;
 * ``info`` / ``capabilities``: static data from :mod:`dpcore.backends.registry` (documented support
   table, jit choices); ``settings``: numerical settings applied explicitly when the backend object is
   created (never at import), recorded for reports;
@@ -67,21 +67,23 @@ class Backend:
     def jit(self, f):
         return f
 
-    def compiled(self, key, make):
-        """``make()`` (a function of the call's arrays), compiled with :meth:`jit` once per hashable ``key`` where
-        model forwards are compiled (``info.jit_forward``), else ``make()`` as it is.  The last 16 compiled
-        functions of this backend object are kept (each traces once per input shape)."""
+    def compiled(self, name: str, fn, cfg: dict, **static):
+        """``fn(self, cfg, params, inputs, **static)`` as a function of ``(params, inputs)``: compiled with
+        :meth:`jit` once per (``name``, model config, ``static`` values) where model forwards are compiled
+        (``info.jit_forward``), else called as it is.  The last 16 compiled functions of this backend object are
+        kept (each traces once per input shape)."""
         info = self.info
         if info is None or not info.jit_forward:
-            return make()
+            return functools.partial(fn, self, cfg, **static)
+        key = (name, json.dumps(cfg, sort_keys=True, default=repr), tuple(sorted(static.items())))
         cache = self.__dict__.setdefault("_compiled_forwards", OrderedDict())
-        fn = cache.pop(key, None)
-        if fn is None:
-            fn = self.jit(make())
-        cache[key] = fn
+        compiled = cache.pop(key, None)
+        if compiled is None:
+            compiled = self.jit(functools.partial(fn, self, copy.deepcopy(cfg), **static))
+        cache[key] = compiled
         while len(cache) > _MAX_COMPILED:
             cache.popitem(last=False)
-        return fn
+        return compiled
 
     def tree_asarray(self, tree):
         """Convert a nested dict/list of NumPy arrays (None and Python scalars kept) to framework arrays."""
@@ -103,10 +105,8 @@ class Backend:
         """
         if force_mode not in ("analytic", "autodiff"):
             raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
-        key = ("energy", json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial, force_mode, create_graph)
-        return self.compiled(key, lambda: functools.partial(
-            _energy_forward, self, copy.deepcopy(cfg), blocks=blocks, atomic_virial=atomic_virial,
-            force_mode=force_mode, create_graph=create_graph))(params, inputs)
+        return self.compiled("energy", _energy_forward, cfg, blocks=blocks, atomic_virial=atomic_virial,
+                             force_mode=force_mode, create_graph=create_graph)(params, inputs)
 
     # -- data-parallel training (defaults: one process, one device) -------------------------------------------
     def init_process_group(self) -> tuple[int, int, bool]:

@@ -14,9 +14,6 @@ The function is compiled where the registry says model forwards are (:meth:`Back
 
 from __future__ import annotations
 
-import copy
-import functools
-import json
 
 from ..model import energy
 from ..pairs import pair_vectors
@@ -81,7 +78,5 @@ def chunk_forward(backend, cfg, params, inputs, blocks=None, *, atomic_virial: b
     """
     if force_mode not in ("analytic", "autodiff"):
         raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
-    key = ("chunk", json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial, force_mode)
-    return backend.compiled(key, lambda: functools.partial(
-        _forward, backend, copy.deepcopy(cfg), blocks=blocks, atomic_virial=atomic_virial,
-        force_mode=force_mode))(params, inputs)
+    return backend.compiled("chunk", _forward, cfg, blocks=blocks, atomic_virial=atomic_virial,
+                            force_mode=force_mode)(params, inputs)

@@ -8,8 +8,6 @@ forms, the backbone construction and the virtual atoms are :mod:`dpcore.model.sp
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import warnings
 
 import numpy as np
@@ -99,10 +97,8 @@ def model_forward(backend, cfg, params, inputs, blocks=None, *, atomic_virial: b
     modes static)."""
     if force_mode not in ("analytic", "autodiff"):
         raise ValueError(f"force_mode must be 'analytic' or 'autodiff', got {force_mode!r}")
-    key = ("spin", json.dumps(cfg, sort_keys=True, default=repr), blocks, atomic_virial, force_mode, create_graph)
-    return backend.compiled(key, lambda: functools.partial(
-        _forward, backend, copy.deepcopy(cfg), blocks=blocks, atomic_virial=atomic_virial, force_mode=force_mode,
-        create_graph=create_graph))(params, inputs)
+    return backend.compiled("spin", _forward, cfg, blocks=blocks, atomic_virial=atomic_virial, force_mode=force_mode,
+                            create_graph=create_graph)(params, inputs)
 
 
 def _forward(backend, cfg, params, inputs, blocks=None, atomic_virial=False, force_mode="analytic",
