@@ -85,6 +85,18 @@ class Backend:
             cache.popitem(last=False)
         return compiled
 
+    def slot_trim(self, cfg: dict):
+        """The :class:`~dpcore.slot_trim.SlotTrim` of a model config's descriptor on this backend, kept per
+        descriptor config (where forwards are compiled, its widths only grow, so frame after frame reuses one
+        compiled forward)."""
+        from dpcore.slot_trim import SlotTrim
+
+        key = json.dumps(cfg["descriptor"], sort_keys=True, default=repr)
+        trims = self.__dict__.setdefault("_slot_trims", {})
+        if key not in trims:
+            trims[key] = SlotTrim(cfg["descriptor"], bool(self.info is not None and self.info.jit_forward))
+        return trims[key]
+
     def tree_asarray(self, tree):
         """Convert a nested dict/list of NumPy arrays (None and Python scalars kept) to framework arrays."""
         from .tree import tree_map

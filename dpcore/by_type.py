@@ -7,6 +7,9 @@ Two layouts, same numbers:
   atoms ``start:stop`` (no wasted work; shapes are static for jit).
 * ``blocks is None``: every type's function runs on all atoms and the result
   is selected with ``where(atype == t)`` (any per-frame composition).
+
+A block may carry a fourth entry, the used width of each neighbour section for its atoms
+(:mod:`dpcore.slot_trim`): ``(t, start, stop, widths)``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ def blocks_for(atype_row) -> tuple | None:
     return tuple((int(t), int(a), int(b)) for t, a, b in zip(types, starts, stops))
 
 
+def block_widths(blocks) -> dict:
+    """``{t: widths}`` of the blocks that carry used neighbour-section widths (:mod:`dpcore.slot_trim`)."""
+    return {b[0]: b[3] for b in blocks or () if len(b) > 3 and b[3] is not None}
+
+
 def _type_mask(xp, atype, t, ndim, dtype):
     m = xp.astype(atype == t, dtype)
     return xp.reshape(m, tuple(m.shape) + (1,) * (ndim - m.ndim))
@@ -41,7 +49,7 @@ def apply_by_type(fn, x, atype, ntypes: int, blocks=None):
     caches = {}
     if blocks is not None:
         parts = []
-        for t, start, stop in blocks:
+        for t, start, stop, *_ in blocks:
             res = fn(t, x[:, start:stop, ...])
             if res is None:
                 raise ValueError(f"no network for atom type {t}, but atoms of that type are present")
@@ -68,7 +76,7 @@ def vjp_by_type(fn_vjp, g, atype, ntypes: int, blocks, caches):
     """
     rows = g if callable(g) else (lambda start, stop: g[:, start:stop, ...])
     if blocks is not None:
-        parts = [fn_vjp(t, rows(start, stop), caches[t]) for t, start, stop in blocks]
+        parts = [fn_vjp(t, rows(start, stop), caches[t]) for t, start, stop, *_ in blocks]
         return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=1)
     g = rows(None, None)
     xp = namespace(g)

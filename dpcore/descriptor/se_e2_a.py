@@ -18,7 +18,7 @@ neighbour block without forming ``G``); the nets stay in ``params``.
 
 from __future__ import annotations
 
-from ..by_type import apply_by_type, vjp_by_type
+from ..by_type import apply_by_type, block_widths, vjp_by_type
 from ..env_mat import env_mat, env_mat_vjp
 from ..network import net_forward, net_vjp
 from ..precision import compute_precision
@@ -28,6 +28,7 @@ from ..xp import namespace
 TYPE = "se_e2_a"
 ALIASES = ("se_a",)
 MIXED_TYPES = False  # neighbour list split by neighbour type: sel[t] slots for type t
+TRIMS_EMPTY_SLOTS = True  # blocks may carry used section widths (dpcore.slot_trim)
 
 
 # ------------------------------------------------------------------------------------------- definition
@@ -226,6 +227,47 @@ def _tabulated_block_vjp(cfg, gA, cache, centre_type, blocks):
                        cache)
 
 
+def _empty_rows(params, tc: int, sec, tn: int, width: int):
+    """Normalised rows ``-davg/dstd`` (n_empty, 4) of the slots ``width:`` of section ``tn`` for centre type
+    ``tc``, empty for every atom of the block (None when none are trimmed)."""
+    lo, hi = sec[tn] + width, sec[tn + 1]
+    if lo >= hi:
+        return None
+    return -params["davg"][tc, lo:hi, :] / params["dstd"][tc, lo:hi, :]
+
+
+def _embed_contract(cfg, net, r, width: int, empty, compute):
+    """``R~^T G`` (nf, nb, 4, ng) of a (centre block, neighbour section) ``r`` (nf, nb, sel_t, 4), the embedding
+    net run on the first ``width`` slots only; ``empty`` (n_empty, 4): the rows of the trimmed slots (or None),
+    whose constant contribution (an empty slot still counts, as in DeePMD-kit) is added once."""
+    xp = namespace(r)
+    act = cfg["activation_function"]
+    At, cache = None, (r, width, None, None, None)
+    if width > 0 or empty is None:
+        rw = r if width == r.shape[2] else r[:, :, :width, :]
+        G, ncache = net_forward(net, rw[..., 0:1], act, compute=compute)
+        At, cache = xp.matrix_transpose(rw) @ G, (r, width, rw, G, ncache)
+    if empty is not None:
+        Ge, _ = net_forward(net, empty[:, 0:1], act, compute=compute)  # (n_empty, ng)
+        Ae = xp.matrix_transpose(empty) @ Ge  # (4, ng), the same for every atom of the block
+        At = xp.zeros_like(r[:, :, 0:1, 0:1]) + Ae if At is None else At + Ae
+    return At, cache
+
+
+def _embed_contract_vjp(net, gA, cache):
+    """``dE/dR~`` (nf, nb, sel_t, 4) of a block from ``dE/dA`` (nf, nb, 4, ng); zero on the trimmed slots."""
+    xp = namespace(gA)
+    r, width, rw, G, ncache = cache
+    if rw is None:
+        return xp.zeros_like(r)
+    gRw = G @ xp.matrix_transpose(gA)  # (nf, nb, width, 4)
+    gs = net_vjp(net, rw @ gA, ncache)  # dE/ds through G: (nf, nb, width, 1)
+    gRw = gRw + xp.concat([gs, xp.zeros_like(gRw[..., 1:])], axis=-1)
+    if width < r.shape[2]:
+        gRw = xp.concat([gRw, xp.zeros_like(r[:, :, width:, :])], axis=2)
+    return gRw
+
+
 def _stat_rows(xp, table, centre_type):
     """davg/dstd rows of each centre: table (ntypes, nnei, 4), centre_type (nf, nloc) -> (nf, nloc, nnei, 4)."""
     nf, nloc = centre_type.shape
@@ -256,6 +298,7 @@ def forward(cfg, params, rij, pairs, blocks=None):
     tables = params["compress"]["table"] if cfg.get("compress") else None
     compute = compute_precision(cfg)
     sec = sections(cfg)
+    widths = block_widths(blocks)
     A = None
     block_caches = []
     for tn in range(ntypes):
@@ -268,19 +311,20 @@ def forward(cfg, params, rij, pairs, blocks=None):
                 A = At if A is None else A + At
             continue
 
-        def embed(tc, s, tn=tn):
+        def embed(tc, r, tn=tn):
             net = nets.get(_embedding_key(cfg, tc, tn))
-            return None if net is None else net_forward(net, s, cfg["activation_function"], compute=compute)
+            if net is None:
+                return None
+            width = r.shape[2] if tc not in widths else widths[tc][tn]
+            return _embed_contract(cfg, net, r, width, _empty_rows(params, tc, sec, tn, width), compute)
 
-        s = Rt[..., 0:1]
-        if cfg["type_one_side"]:
-            res = embed(0, s)
-            G, cache = (None, None) if res is None else res
+        if cfg["type_one_side"] and blocks is None:
+            res = embed(0, Rt)
+            At, cache = (None, None) if res is None else res
         else:
-            G, cache = apply_by_type(embed, s, centre_type, ntypes, blocks)
-        block_caches.append((G, cache))
-        if G is not None:
-            At = xp.matrix_transpose(Rt) @ G
+            At, cache = apply_by_type(embed, Rt, centre_type, ntypes, blocks)
+        block_caches.append((At, cache))
+        if At is not None:
             A = At if A is None else A + At
     A = A / nnei
     D = xp.matrix_transpose(A) @ A[..., :m2]
@@ -310,27 +354,21 @@ def vjp(cfg, params, gD, cache, blocks=None):
     sec = sections(cfg)
     parts = []
     for tn in range(ntypes):
-        Rt = Rn[:, :, sec[tn] : sec[tn + 1], :]
-        G, ecache = block_caches[tn]
-        if G is None:
-            parts.append(xp.zeros_like(Rt))
+        At, ecache = block_caches[tn]
+        if At is None:
+            parts.append(xp.zeros_like(Rn[:, :, sec[tn] : sec[tn + 1], :]))
             continue
         if compressed:
             parts.append(_tabulated_block_vjp(cfg, gA, ecache, centre_type, blocks))
             continue
-        gRt = G @ xp.matrix_transpose(gA)  # (nf, nloc, sel_t, 4)
-
-        def gG(start, stop, Rt=Rt):  # (nf, stop - start, sel_t, ng), per centre-type block (see vjp_by_type)
-            return Rt[:, start:stop, ...] @ gA[:, start:stop, ...]
 
         def embed_vjp(tc, g, c, tn=tn):
-            return net_vjp(nets[_embedding_key(cfg, tc, tn)], g, c)
+            return _embed_contract_vjp(nets[_embedding_key(cfg, tc, tn)], g, c)
 
-        if cfg["type_one_side"]:
-            gs = embed_vjp(0, gG(None, None), ecache)
+        if cfg["type_one_side"] and blocks is None:
+            parts.append(embed_vjp(0, gA, ecache))
         else:
-            gs = vjp_by_type(embed_vjp, gG, centre_type, ntypes, blocks, ecache)
-        parts.append(gRt + xp.concat([gs, xp.zeros_like(gRt[..., 1:])], axis=-1))
+            parts.append(vjp_by_type(embed_vjp, gA, centre_type, ntypes, blocks, ecache))
     gRn = xp.concat(parts, axis=2)
     if excl is not None:
         gRn = gRn * xp.astype(excl, gRn.dtype)[..., None]

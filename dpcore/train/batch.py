@@ -68,12 +68,15 @@ class BatchShaper:
     """``shaper(batch) -> (inputs, label arrays, blocks, find flags, nf)``: NumPy model inputs of a sampled batch
     (:func:`batch_inputs`, or :func:`spin_batch_inputs` for a spin model), padded to its bucket when ``buckets``
     (:class:`~dpcore.train.buckets.Buckets`) are given (:func:`~dpcore.train.padding.pad_batch`); ``nf`` is the
-    frames of the (padded) batch."""
+    frames of the (padded) batch.  The blocks carry the used neighbour-section widths (:mod:`dpcore.slot_trim`;
+    ``compiled``: the step is compiled, so the widths are rounded and only grow)."""
 
-    def __init__(self, model, spin: bool, buckets=None):
+    def __init__(self, model, spin: bool, buckets=None, compiled: bool = False):
         from ..descriptor import get_descriptor
+        from ..slot_trim import SlotTrim
 
         self.model, self.spin, self.buckets = model, spin, buckets
+        self.trim = SlotTrim(model.config["descriptor"], compiled)
         cfg = model.config
         self.ntypes_backbone = len(cfg["type_map"])
         self.ntypes = model.ntypes if spin else self.ntypes_backbone
@@ -95,4 +98,4 @@ class BatchShaper:
                 inputs, arrays, blocks = pad_batch(inputs, arrays, counts, bucket, ntypes_backbone=self.ntypes_backbone,
                                                    spin=self.spin, mixed_types=self.mixed_types)
                 nf = bucket[0]
-        return inputs, arrays, blocks, flags, nf
+        return inputs, arrays, self.trim(blocks, inputs["nlist_mask"]), flags, nf

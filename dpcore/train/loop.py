@@ -186,7 +186,7 @@ class Trainer(WorkerSteps):
         w = self.world
         self.shaper = BatchShaper(self.model, is_spin(self.model), buckets_for_run(
             tr.get("shape_buckets"), self.jitted, self.model.ntypes, self.train_s, self.valid_s, tr["disp_freq"],
-            (w.rank, w.size) if w.kind == "processes" else None, w.size if w.kind == "devices" else 1))
+            (w.rank, w.size) if w.kind == "processes" else None, w.size if w.kind == "devices" else 1), self.jitted)
         self.steps = StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
                                                                 tr.get("gradient_max_norm"), forward, self.lr_scale),
                                 ("step", json.dumps(cfg["optimizer"], sort_keys=True),
