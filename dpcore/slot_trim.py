@@ -23,11 +23,11 @@ COMPILED_QUANTUM = 8  # slots: a compiled backend's widths are multiples of this
 
 def trimmable_sections(dcfg: dict) -> list[int] | None:
     """Section boundaries ``[0, sel0, sel0 + sel1, ...]`` of a descriptor whose empty slots can be trimmed, or
-    None (mixed-type descriptors, compressed models)."""
+    None (mixed-type descriptors)."""
     from .descriptor import get_descriptor
 
     mod = get_descriptor(dcfg["type"])
-    if not getattr(mod, "TRIMS_EMPTY_SLOTS", False) or dcfg.get("compress"):
+    if not getattr(mod, "TRIMS_EMPTY_SLOTS", False):
         return None
     return mod.sections(dcfg)
 

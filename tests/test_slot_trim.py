@@ -19,6 +19,8 @@ CASES = {  # descriptor and model options; sel [24, 30] leaves every section a t
     "one_side": ({"type_one_side": True}, {}),
     "exclude": ({"exclude_types": [[0, 1]]}, {}),
     "pair_exclude": ({}, {"pair_exclude_types": [[0, 0]]}),  # O-O never listed: a section of width 0
+    "compressed": ({}, {}),  # the tables (dpcore compress) trimmed like the nets
+    "compressed_one_side": ({"type_one_side": True}, {}),
 }
 
 
@@ -27,6 +29,12 @@ def trimmed_model(descriptor, model_kw):
     davg = model.params["descriptor"]["davg"]  # statistics that differ from slot to slot
     davg[..., 0] += np.linspace(0.0, 0.2, davg.shape[1])
     return model
+
+
+def compressed_model(descriptor, model_kw):
+    from dpcore.descriptor.tabulate import compress_model
+
+    return compress_model(trimmed_model(descriptor, model_kw), 0.9)
 
 
 def assert_same(got: dict, ref: dict):
@@ -70,8 +78,7 @@ def test_used_widths_rounding_and_growth():
 def test_not_trimmed_without_sections():
     mask = np.ones((1, 2, 8), dtype=bool)
     blocks = ((0, 0, 2),)
-    for dcfg in ({"type": "se_atten", "sel": 8}, {"type": "se_e2_a", "sel": [8], "compress": {"info": {}}}):
-        assert SlotTrim(dcfg, False)(blocks, mask) == blocks
+    assert SlotTrim({"type": "se_atten", "sel": 8}, False)(blocks, mask) == blocks  # mixed types: one section
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["exact", "compiled"])
@@ -79,7 +86,8 @@ def test_not_trimmed_without_sections():
 def test_trimmed_sections_give_the_same_outputs(name, compiled):
     from dpcore.infer.inputs import prepare
 
-    model = trimmed_model(*CASES[name])
+    model = (compressed_model if name.startswith("compressed") else trimmed_model)(*CASES[name])
+    assert bool(model.config["descriptor"].get("compress")) == name.startswith("compressed")
     coord, atype, box = random_system(natoms=16, nframes=2, box_len=6.0, seed=4)
     inputs, blocks, _ = prepare(model, coord, atype, box)
     trimmed, (full, got) = run_both(model, inputs, blocks, compiled,
@@ -113,7 +121,7 @@ def test_evaluate_runs_the_trimmed_sections(monkeypatch):
     seen = []
     embed = se_e2_a._embed_contract
     monkeypatch.setattr(se_e2_a, "_embed_contract",
-                        lambda cfg, net, r, width, *a: seen.append((r.shape[2], width)) or embed(cfg, net, r, width, *a))
+                        lambda emb, r, width, empty: seen.append((r.shape[2], width)) or embed(emb, r, width, empty))
     got = model.evaluate(coord, atype, box, backend="numpy")
     assert seen and all(w <= n for n, w in seen) and any(w < n for n, w in seen)
     monkeypatch.setattr(get_backend("numpy"), "slot_trim", lambda cfg: (lambda blocks, mask: blocks))

@@ -14,6 +14,9 @@ Compressed models (``dpcore compress``, SPEC_COMPRESS): ``cfg["compress"]["info"
 ``params["compress"]["table"][k]`` (see :mod:`dpcore.descriptor.tabulate`) replace net ``k`` by its table
 in :func:`forward` and :func:`vjp` (:func:`dpcore.tabulated.tabulated_contraction` gives ``R~^T G`` of a
 neighbour block without forming ``G``); the nets stay in ``params``.
+
+Type blocks carrying used section widths (:mod:`dpcore.slot_trim`) run the net or table on the used slots of
+each (centre block, neighbour section) only and add the trimmed empty slots' constant contribution once.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..by_type import apply_by_type, block_widths, vjp_by_type
 from ..env_mat import env_mat, env_mat_vjp
 from ..network import net_forward, net_vjp
 from ..precision import compute_precision
-from ..tabulated import tabulated_contraction, tabulated_contraction_vjp
+from ..tabulated import tabulated_contraction, tabulated_contraction_vjp, tabulated_net
 from ..xp import namespace
 
 TYPE = "se_e2_a"
@@ -206,25 +209,52 @@ def _embedding_key(cfg, t_centre: int, t_nbr: int) -> str:
     return str(t_nbr) if cfg["type_one_side"] else str(t_centre + t_nbr * ntypes)
 
 
-def _tabulated_block(cfg, tables, Rt, tn, centre_type, blocks):
-    """``R~_t^T G_t`` (nf, nloc, 4, ng) of neighbour block ``tn`` from the tables, and its cache (or None, None)."""
-    def contract(tc, r):
-        key = _embedding_key(cfg, tc, tn)
-        table = tables.get(key)
-        return None if table is None else tabulated_contraction(table, cfg["compress"]["info"][key], r)
+class _Net:
+    """Embedding net ``k`` of a (centre type, neighbour type) pair: ``values(s)`` (..., ng) of inputs s (..., 1),
+    ``contract(r)`` = ``R~^T G`` (..., 4, ng) of rows r (..., K, 4) with its cache, and ``contract_vjp``."""
 
-    if cfg["type_one_side"]:
-        res = contract(0, Rt)
-        return (None, None) if res is None else res
-    return apply_by_type(contract, Rt, centre_type, len(cfg["sel"]), blocks)
+    def __init__(self, net, activation, compute):
+        self.net, self.act, self.compute = net, activation, compute
+
+    def values(self, s):
+        return net_forward(self.net, s, self.act, compute=self.compute)[0]
+
+    def contract(self, r):
+        G, ncache = net_forward(self.net, r[..., 0:1], self.act, compute=self.compute)
+        return namespace(r).matrix_transpose(r) @ G, (r, G, ncache)
+
+    def contract_vjp(self, gA, cache):
+        xp = namespace(gA)
+        r, G, ncache = cache
+        gr = G @ xp.matrix_transpose(gA)  # (..., K, 4)
+        gs = net_vjp(self.net, r @ gA, ncache)  # dE/ds through G: (..., K, 1)
+        return gr + xp.concat([gs, xp.zeros_like(gr[..., 1:])], axis=-1)
 
 
-def _tabulated_block_vjp(cfg, gA, cache, centre_type, blocks):
-    """``dE/dR~_t`` (nf, nloc, sel_t, 4) of a tabulated block from ``dE/dA`` (nf, nloc, 4, ng)."""
-    if cfg["type_one_side"]:
+class _Table:
+    """The same for a compressed model's table (:mod:`dpcore.tabulated`: ``G`` is never formed)."""
+
+    def __init__(self, table, info):
+        self.table, self.info = table, info
+
+    def values(self, s):
+        return tabulated_net(self.table, self.info, s)[0]
+
+    def contract(self, r):
+        return tabulated_contraction(self.table, self.info, r)
+
+    def contract_vjp(self, gA, cache):
         return tabulated_contraction_vjp(gA, cache)
-    return vjp_by_type(lambda tc, g, c: tabulated_contraction_vjp(g, c), gA, centre_type, len(cfg["sel"]), blocks,
-                       cache)
+
+
+def _embedding(cfg, params, tc: int, tn: int, compute):
+    """The :class:`_Net` or :class:`_Table` of a pair of types, or None (no network: zero contribution)."""
+    key = _embedding_key(cfg, tc, tn)
+    if cfg.get("compress"):
+        table = params["compress"]["table"].get(key)
+        return None if table is None else _Table(table, cfg["compress"]["info"][key])
+    net = params["embedding"].get(key)
+    return None if net is None else _Net(net, cfg["activation_function"], compute)
 
 
 def _empty_rows(params, tc: int, sec, tn: int, width: int):
@@ -236,36 +266,28 @@ def _empty_rows(params, tc: int, sec, tn: int, width: int):
     return -params["davg"][tc, lo:hi, :] / params["dstd"][tc, lo:hi, :]
 
 
-def _embed_contract(cfg, net, r, width: int, empty, compute):
+def _embed_contract(emb, r, width: int, empty):
     """``R~^T G`` (nf, nb, 4, ng) of a (centre block, neighbour section) ``r`` (nf, nb, sel_t, 4), the embedding
-    net run on the first ``width`` slots only; ``empty`` (n_empty, 4): the rows of the trimmed slots (or None),
-    whose constant contribution (an empty slot still counts, as in DeePMD-kit) is added once."""
+    ``emb`` run on the first ``width`` slots only; ``empty`` (n_empty, 4): the rows of the trimmed slots (or
+    None), whose constant contribution (an empty slot still counts, as in DeePMD-kit) is added once."""
     xp = namespace(r)
-    act = cfg["activation_function"]
-    At, cache = None, (r, width, None, None, None)
+    At, inner = None, None
     if width > 0 or empty is None:
-        rw = r if width == r.shape[2] else r[:, :, :width, :]
-        G, ncache = net_forward(net, rw[..., 0:1], act, compute=compute)
-        At, cache = xp.matrix_transpose(rw) @ G, (r, width, rw, G, ncache)
+        At, inner = emb.contract(r if width == r.shape[2] else r[:, :, :width, :])
     if empty is not None:
-        Ge, _ = net_forward(net, empty[:, 0:1], act, compute=compute)  # (n_empty, ng)
-        Ae = xp.matrix_transpose(empty) @ Ge  # (4, ng), the same for every atom of the block
+        Ae = xp.matrix_transpose(empty) @ emb.values(empty[:, 0:1])  # (4, ng), the same for every atom
         At = xp.zeros_like(r[:, :, 0:1, 0:1]) + Ae if At is None else At + Ae
-    return At, cache
+    return At, (emb, r, width, inner)
 
 
-def _embed_contract_vjp(net, gA, cache):
+def _embed_contract_vjp(gA, cache):
     """``dE/dR~`` (nf, nb, sel_t, 4) of a block from ``dE/dA`` (nf, nb, 4, ng); zero on the trimmed slots."""
     xp = namespace(gA)
-    r, width, rw, G, ncache = cache
-    if rw is None:
+    emb, r, width, inner = cache
+    if inner is None:
         return xp.zeros_like(r)
-    gRw = G @ xp.matrix_transpose(gA)  # (nf, nb, width, 4)
-    gs = net_vjp(net, rw @ gA, ncache)  # dE/ds through G: (nf, nb, width, 1)
-    gRw = gRw + xp.concat([gs, xp.zeros_like(gRw[..., 1:])], axis=-1)
-    if width < r.shape[2]:
-        gRw = xp.concat([gRw, xp.zeros_like(r[:, :, width:, :])], axis=2)
-    return gRw
+    gr = emb.contract_vjp(gA, inner)
+    return gr if width == r.shape[2] else xp.concat([gr, xp.zeros_like(r[:, :, width:, :])], axis=2)
 
 
 def _stat_rows(xp, table, centre_type):
@@ -294,8 +316,6 @@ def forward(cfg, params, rij, pairs, blocks=None):
     excl = pairs.get("exclude_mask")
     if excl is not None:
         Rn = Rn * xp.astype(excl, Rn.dtype)[..., None]
-    nets = params["embedding"]
-    tables = params["compress"]["table"] if cfg.get("compress") else None
     compute = compute_precision(cfg)
     sec = sections(cfg)
     widths = block_widths(blocks)
@@ -304,19 +324,12 @@ def forward(cfg, params, rij, pairs, blocks=None):
     for tn in range(ntypes):
         Rt = Rn[:, :, sec[tn] : sec[tn + 1], :]
 
-        if tables is not None:  # compressed: A_t = R~_t^T G_t straight from the tables
-            At, cache = _tabulated_block(cfg, tables, Rt, tn, centre_type, blocks)
-            block_caches.append((At, cache))
-            if At is not None:
-                A = At if A is None else A + At
-            continue
-
         def embed(tc, r, tn=tn):
-            net = nets.get(_embedding_key(cfg, tc, tn))
-            if net is None:
+            emb = _embedding(cfg, params, tc, tn, compute)
+            if emb is None:
                 return None
-            width = r.shape[2] if tc not in widths else widths[tc][tn]
-            return _embed_contract(cfg, net, r, width, _empty_rows(params, tc, sec, tn, width), compute)
+            width = widths[tc][tn] if tc in widths else r.shape[2]
+            return _embed_contract(emb, r, width, _empty_rows(params, tc, sec, tn, width))
 
         if cfg["type_one_side"] and blocks is None:
             res = embed(0, Rt)
@@ -349,26 +362,17 @@ def vjp(cfg, params, gD, cache, blocks=None):
     else:
         gA = gA + gA_lead
     gA = gA / nnei
-    nets = params["embedding"]
-    compressed = bool(cfg.get("compress"))
     sec = sections(cfg)
     parts = []
     for tn in range(ntypes):
         At, ecache = block_caches[tn]
         if At is None:
             parts.append(xp.zeros_like(Rn[:, :, sec[tn] : sec[tn + 1], :]))
-            continue
-        if compressed:
-            parts.append(_tabulated_block_vjp(cfg, gA, ecache, centre_type, blocks))
-            continue
-
-        def embed_vjp(tc, g, c, tn=tn):
-            return _embed_contract_vjp(nets[_embedding_key(cfg, tc, tn)], g, c)
-
-        if cfg["type_one_side"] and blocks is None:
-            parts.append(embed_vjp(0, gA, ecache))
+        elif cfg["type_one_side"] and blocks is None:
+            parts.append(_embed_contract_vjp(gA, ecache))
         else:
-            parts.append(vjp_by_type(embed_vjp, gA, centre_type, ntypes, blocks, ecache))
+            parts.append(vjp_by_type(lambda tc, g, c: _embed_contract_vjp(g, c), gA, centre_type, ntypes, blocks,
+                                     ecache))
     gRn = xp.concat(parts, axis=2)
     if excl is not None:
         gRn = gRn * xp.astype(excl, gRn.dtype)[..., None]
