@@ -150,7 +150,7 @@ def evaluate_centres(backend, cfg: dict, params, system: dict, *, per_call: int,
             rows, count = centre_neighbors(cells, chunk, sel, cfg.get("pair_exclude_types", ()))
             most = count if most is None else np.maximum(most, count)
             inputs = _chunk_inputs(cfg, cells, rows, chunk, size, f, system)
-            blocks = blocks_for(inputs["centre_type"][0])
+            blocks = backend.slot_trim(cfg)(blocks_for(inputs["centre_type"][0]), inputs["nlist_mask"])
             res = chunk_forward(backend, cfg, params, backend.tree_asarray(inputs), blocks, atomic_virial=atomic,
                                 force_mode=force_mode)
             res = {k: np.asarray(backend.to_numpy(v), dtype=np.float64)[0] for k, v in res.items()}
