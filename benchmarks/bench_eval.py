@@ -65,23 +65,35 @@ def run_one(backend: str, repeat: int) -> list[dict]:
     return rows
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def backend_cli(doc: str, script: str, run_one, count: str = "repeat", default: int = 10, env=None):
+    """The command line of a per-backend benchmark: ``--worker B`` prints ``run_one(B, n)`` (JSON rows) and
+    returns None; otherwise every backend of ``--backends`` runs ``script --worker`` in its own process (paddle
+    must not follow tensorflow) and ``(args, rows)`` is returned."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="numpy,torch,jax,tensorflow,paddle")
-    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument(f"--{count}", type=int, default=default)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
+    n = getattr(args, count)
     if args.worker:
-        print(json.dumps(run_one(args.worker, args.repeat)))
-        return
+        print(json.dumps(run_one(args.worker, n)))
+        return None
     rows = []
     for b in args.backends.split(","):
-        proc = subprocess.run([sys.executable, __file__, "--worker", b, "--repeat", str(args.repeat)],
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, script, "--worker", b, f"--{count}", str(n)], capture_output=True,
+                              text=True, env=env)
         if proc.returncode != 0:
             print(f"{b}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
         rows += json.loads(proc.stdout.strip().splitlines()[-1])
+    return args, rows
+
+
+def main():
+    res = backend_cli(__doc__, __file__, run_one)
+    if res is None:
+        return
+    _, rows = res
     print("| backend | type_one_side | forces | host ms | model ms | total ms/frame |")
     print("|---|---|---|---|---|---|")
     for r in rows:

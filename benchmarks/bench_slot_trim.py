@@ -11,10 +11,8 @@ step).  Prints the widths, the largest difference of the outputs, the table and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,23 +70,13 @@ def run_one(backend: str, calls: int) -> list[dict]:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backends", default="numpy,torch,jax,tensorflow,paddle")
-    p.add_argument("--calls", type=int, default=9)
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.worker:
-        print(json.dumps(run_one(args.worker, args.calls)))
-        return
+    from bench_eval import backend_cli
+
     load0 = os.getloadavg()
-    rows = []
-    for b in args.backends.split(","):
-        proc = subprocess.run([sys.executable, __file__, "--worker", b, "--calls", str(args.calls)],
-                              capture_output=True, text=True, env={**os.environ, **THREADS})
-        if proc.returncode != 0:
-            print(f"{b}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        rows += json.loads(proc.stdout.strip().splitlines()[-1])
+    res = backend_cli(__doc__, __file__, run_one, "calls", 9, env={**os.environ, **THREADS})
+    if res is None:
+        return
+    _, rows = res
     print(f"1 thread; load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f}; sel [46, 92]")
     print("| backend | model | widths (O centres; H centres) | full ms | trimmed ms | speed-up | max diff |")
     print("|---|---|---|---|---|---|---|")

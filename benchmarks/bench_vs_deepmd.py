@@ -45,7 +45,10 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS
            "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
 DPCORE_BACKENDS = ("numpy", "jax", "torch", "tensorflow", "paddle")
-TWINS = {"torch": "pth", "tensorflow": "pb", "numpy": "dp", "jax": None, "paddle": None}
+TWINS = {"torch": "pth", "tensorflow": "pb", "numpy": "dp", "jax": "hlo", "paddle": "json"}
+# DeePMD-kit's inference files per backend (`dp convert-backend` by suffix); .hlo (JAX) and .json (Paddle) need
+# jax / paddlepaddle in DeePMD-kit's venv (not in the CI's, which has torch and tensorflow)
+DPKIT_SUFFIXES = ("pth", "pb", "hlo", "json")
 
 # one measurement in its own process: prints {"ms": [...], "maxrss_mb": ..., "energy": ...}
 WORKER = r"""
@@ -114,10 +117,10 @@ def dpkit(args, cwd) -> subprocess.CompletedProcess:
 
 
 def deepmd_files(dp_file: Path) -> dict:
-    """DeePMD-kit's files of the same weights: {"dp": path, "pth": path, "pb": path, "pb-compressed": path} (those
-    that work; "dp" is dpcore's own file, read by DeePMD-kit's NumPy backend)."""
+    """DeePMD-kit's files of the same weights: {"dp": path, "pth": path, "pb": path, "hlo": path, "json": path,
+    "pb-compressed": path} (those that work; "dp" is dpcore's own file, read by DeePMD-kit's NumPy backend)."""
     out = {"dp": dp_file}  # DeePMD-kit's NumPy backend reads the file as it is
-    for suffix in ("pth", "pb"):
+    for suffix in DPKIT_SUFFIXES:
         target = dp_file.with_suffix(f".{suffix}")
         proc = dpkit(["dp", "convert-backend", dp_file, target], dp_file.parent)
         if proc.returncode == 0:

@@ -112,37 +112,20 @@ def test_spin_model_trimmed_sections_give_the_same_outputs():
     assert_same(got, full)
 
 
-def test_evaluate_runs_the_trimmed_sections(monkeypatch):
-    """EnergyModel.evaluate hands the forward trimmed blocks (and gives the full sections' numbers)."""
+@pytest.mark.parametrize("chunk_size", [None, 5], ids=["one_pass", "chunks"])
+def test_evaluate_runs_the_trimmed_sections(monkeypatch, chunk_size):
+    """EnergyModel.evaluate hands the forward trimmed blocks, in one pass and in chunks of centres, with the
+    numbers of the full sections in one pass."""
     from dpcore.descriptor import se_e2_a
 
     model = trimmed_model({}, {})
     coord, atype, box = random_system(natoms=16, nframes=1, box_len=6.0, seed=5)
-    seen = []
+    seen = []  # (section slots, width the net ran on) of every embedding call
     embed = se_e2_a._embed_contract
     monkeypatch.setattr(se_e2_a, "_embed_contract",
                         lambda emb, r, width, empty: seen.append((r.shape[2], width)) or embed(emb, r, width, empty))
-    got = model.evaluate(coord, atype, box, backend="numpy")
+    got = model.evaluate(coord, atype, box, backend="numpy", atomic=True, chunk_size=chunk_size)
     assert seen and all(w <= n for n, w in seen) and any(w < n for n, w in seen)
-    monkeypatch.setattr(get_backend("numpy"), "slot_trim", lambda cfg: (lambda blocks, mask: blocks))
-    seen.clear()
-    full = model.evaluate(coord, atype, box, backend="numpy")
-    assert seen and all(w == n for n, w in seen)
-    assert_same(got, full)
-
-
-def test_chunked_evaluation_runs_the_trimmed_sections(monkeypatch):
-    """Evaluation in chunks of centres trims each chunk's sections (same numbers as untrimmed, one pass)."""
-    from dpcore.descriptor import se_e2_a
-
-    model = trimmed_model({}, {})
-    coord, atype, box = random_system(natoms=16, nframes=1, box_len=6.0, seed=6)
-    seen = []
-    embed = se_e2_a._embed_contract
-    monkeypatch.setattr(se_e2_a, "_embed_contract",
-                        lambda emb, r, width, empty: seen.append((r.shape[2], width)) or embed(emb, r, width, empty))
-    got = model.evaluate(coord, atype, box, backend="numpy", chunk_size=5, atomic=True)
-    assert seen and any(w < n for n, w in seen)
     monkeypatch.setattr(get_backend("numpy"), "slot_trim", lambda cfg: (lambda blocks, mask: blocks))
     seen.clear()
     full = model.evaluate(coord, atype, box, backend="numpy", atomic=True)
