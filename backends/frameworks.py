@@ -103,9 +103,33 @@ def compile_cache_dir(backend: str) -> str | None:
     return path if os.access(path, os.W_OK) else None
 
 
+def _compile_cache_mark(entry) -> str:
+    """The variable holding the directory dpcore put into ``entry``'s cache settings of this environment (a
+    child process inherits them: they are dpcore's, not the user's)."""
+    return f"DPCORE_COMPILE_CACHE_SET_{entry.name.upper()}"
+
+
+def _unset_compile_cache(entry, path: str) -> None:
+    """Remove the cache settings dpcore made with directory ``path`` (values changed since are the user's)."""
+    for key, template in entry.compile_cache.items():
+        value = template.replace("{dir}", path)
+        if not value.startswith("--"):
+            if os.environ.get(key) == value:
+                del os.environ[key]
+        elif key in os.environ:
+            kept = [o for o in os.environ[key].split() if o != value]
+            if kept:
+                os.environ[key] = " ".join(kept)
+            else:
+                del os.environ[key]
+
+
 def _set_compile_cache(entry) -> None:
     if not entry.compile_cache:
         return
+    inherited = os.environ.pop(_compile_cache_mark(entry), None)
+    if inherited is not None:  # set by dpcore in a parent process (or earlier here): decided again below
+        _unset_compile_cache(entry, inherited)
     # the user's own cache directory wins; their other cache settings (e.g. a size) are kept beside dpcore's
     user_set = [k for k, v in entry.compile_cache.items() if "{dir}" in v
                 and ((k in os.environ and not v.startswith("--")) or _names(os.environ.get(k, "").split(), v))]
@@ -118,6 +142,7 @@ def _set_compile_cache(entry) -> None:
             os.environ.setdefault(key, value)
         elif _knows(entry.xla_library, value):
             os.environ[key] = " ".join(os.environ.get(key, "").split() + [value])
+    os.environ[_compile_cache_mark(entry)] = path
 
 
 def _names(options: list, option: str) -> bool:

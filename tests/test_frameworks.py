@@ -24,7 +24,8 @@ def _run(code: str, **env):
 
 # a fresh user process: none of what dpcore (or an earlier test) put into this process's environment
 _SET_BY_DPCORE = ("TF_CPP_MIN_LOG_LEVEL", "DPCORE_FRAMEWORK_LOGS", "XLA_FLAGS", "TF_XLA_FLAGS",
-                  "JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE")
+                  "JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE", "DPCORE_COMPILE_CACHE_SET_JAX",
+                  "DPCORE_COMPILE_CACHE_SET_TENSORFLOW")
 
 
 def test_paddle_after_tensorflow_is_a_clear_error_not_a_crash():
@@ -182,7 +183,8 @@ def test_compile_cache_off_and_a_users_own_cache_are_respected(monkeypatch, tmp_
     from dpcore.backends import frameworks
     from dpcore.backends.registry import info
 
-    for key in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE", "TF_XLA_FLAGS"):
+    for key in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE", "TF_XLA_FLAGS",
+                "DPCORE_COMPILE_CACHE_SET_JAX", "DPCORE_COMPILE_CACHE_SET_TENSORFLOW"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DPCORE_COMPILE_CACHE", "off")
     assert frameworks.compile_cache_dir("jax") is None
@@ -214,6 +216,40 @@ def test_compile_cache_off_and_a_users_own_cache_are_respected(monkeypatch, tmp_
         frameworks._set_compile_cache(info("tensorflow"))
         assert os.environ["TF_XLA_FLAGS"] == ("--tf_xla_min_cluster_size=2 --tf_xla_persistent_cache_directory="
                                               f"{tmp_path / 'tensorflow'}")
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_a_child_process_decides_its_compile_cache_again(monkeypatch, tmp_path, backend):
+    """The cache settings a dpcore process exports are not taken for the user's in its child processes: the
+    child's DPCORE_COMPILE_CACHE (off, or another directory) applies; the user's own settings stay."""
+    from dpcore.backends import frameworks
+    from dpcore.backends.registry import info
+
+    entry = info(backend)
+    if backend == "tensorflow" and not frameworks._knows(entry.xla_library, "--tf_xla_persistent_cache_directory"):
+        pytest.skip("this TensorFlow's XLA has no persistent cache option")
+    keys = list(entry.compile_cache) + [frameworks._compile_cache_mark(entry)]
+    for key in keys:
+        monkeypatch.delenv(key, raising=False)
+    key = next(iter(entry.compile_cache))  # the variable naming the directory
+
+    def cache_dir():
+        return next((o.split("=", 1)[1] for o in os.environ.get(key, "").split() if "cache_dir" in o),
+                    os.environ.get(key)) if backend == "tensorflow" else os.environ.get(key)
+
+    monkeypatch.setenv("DPCORE_COMPILE_CACHE", str(tmp_path / "parent"))
+    frameworks._set_compile_cache(entry)  # the parent process
+    assert cache_dir() == str(tmp_path / "parent" / backend)
+    monkeypatch.setenv("DPCORE_COMPILE_CACHE", "off")  # a child run with the cache off
+    frameworks._set_compile_cache(entry)
+    assert cache_dir() is None and not any(k in os.environ for k in keys)
+    monkeypatch.setenv("DPCORE_COMPILE_CACHE", str(tmp_path / "parent"))
+    frameworks._set_compile_cache(entry)
+    monkeypatch.setenv("DPCORE_COMPILE_CACHE", str(tmp_path / "child"))  # a child with its own directory
+    frameworks._set_compile_cache(entry)
+    assert cache_dir() == str(tmp_path / "child" / backend)
+    frameworks._set_compile_cache(entry)  # idempotent
+    assert cache_dir() == str(tmp_path / "child" / backend)
 
 
 def test_an_unusable_compile_cache_directory_turns_the_cache_off(monkeypatch, tmp_path):
