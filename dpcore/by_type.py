@@ -68,17 +68,10 @@ def apply_by_type(fn, x, atype, ntypes: int, blocks=None):
 
 
 def vjp_by_type(fn_vjp, g, atype, ntypes: int, blocks, caches):
-    """Backward of :func:`apply_by_type`: ``fn_vjp(t, g_sub, cache) -> gx_sub``.
-
-    ``g``: the gradient of ``y``, or a function ``g(start, stop)`` returning its atoms ``start:stop`` (``None,
-    None``: all), so that a large gradient is made block by block from smaller inputs: a slice of a large array
-    costs a training step's backward in torch a zero-filled copy of the whole array.
-    """
-    rows = g if callable(g) else (lambda start, stop: g[:, start:stop, ...])
+    """Backward of :func:`apply_by_type`: ``fn_vjp(t, g_sub, cache) -> gx_sub`` for ``g`` the gradient of ``y``."""
     if blocks is not None:
-        parts = [fn_vjp(t, rows(start, stop), caches[t]) for t, start, stop, *_ in blocks]
+        parts = [fn_vjp(t, g[:, start:stop, ...], caches[t]) for t, start, stop, *_ in blocks]
         return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=1)
-    g = rows(None, None)
     xp = namespace(g)
     gx = None
     for t, cache in caches.items():

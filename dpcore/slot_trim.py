@@ -47,8 +47,8 @@ class SlotTrim:
     """``trim(blocks, nlist_mask)``: the type blocks with the used width of each neighbour section.
 
     ``compiled``: widths are multiples of :data:`COMPILED_QUANTUM` and never shrink for a centre type (a
-    compiled forward is then reused frame after frame, and shape buckets share the widths).  Blocks of ``None`` (atoms not type-sorted) and
-    descriptors without sections are returned unchanged.
+    compiled forward is then reused frame after frame, and shape buckets share the widths).  Blocks of ``None``
+    (atoms not type-sorted) and descriptors without sections are returned unchanged.
     """
 
     def __init__(self, dcfg: dict, compiled: bool):
