@@ -2,16 +2,15 @@
 
     python benchmarks/bench_slot_trim.py [--backends numpy,torch,jax,tensorflow,paddle] [--calls 9]
 
-The water frame of bench_eval.py (192 atoms, sel [46, 92], the water example's network sizes) with realistic
-statistics (davg/dstd from the water data), energy + forces + virial, 1 thread; per backend the same inputs
-are evaluated with the full type blocks and with the trimmed ones (the widths ``evaluate`` uses on that
-backend), calls interleaved, median ms of each; uncompressed and compressed (``dpcore compress``, default
+The water frame of bench_eval.py (192 atoms) and the model of bench_vs_deepmd.py (sel [46, 92], the water
+example's network sizes, statistics from the water data), energy + forces + virial, 1 thread; per backend the
+same inputs are evaluated with the full type blocks and with the trimmed ones (the widths ``evaluate`` uses on
+that backend), calls interleaved, median ms of each; uncompressed and compressed (``dpcore compress``, default
 step).  Prints the widths, the largest difference of the outputs, the table and the load average.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -26,19 +25,20 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS
 
 
 def water_model(compressed: bool):
-    import dpcore
-    from bench_eval import MODEL, water_frame
-    from dpcore.stat.descriptor import descriptor_stats
+    """bench_vs_deepmd's water model (statistics and energy bias from the water data), optionally compressed."""
+    import tempfile
 
-    coord, atype, box = water_frame()
-    model = dpcore.EnergyModel.from_config(json.loads(json.dumps(MODEL)), seed=1)
-    davg, dstd = descriptor_stats(model.config, [{"coord": coord, "atype": atype[None], "box": box}])
-    model.params["descriptor"]["davg"], model.params["descriptor"]["dstd"] = davg, dstd
+    import dpcore
+    from bench_eval import water_frame
+    from bench_vs_deepmd import build_model
+
+    with tempfile.TemporaryDirectory() as work:
+        model = dpcore.load(build_model(Path(work)))
     if compressed:
         from dpcore.descriptor.tabulate import compress_model
 
         compress_model(model, 0.89)
-    return model, (coord, atype, box)
+    return model, water_frame()
 
 
 def run_one(backend: str, calls: int) -> list[dict]:
