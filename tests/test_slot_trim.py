@@ -116,13 +116,13 @@ def test_spin_model_trimmed_sections_give_the_same_outputs():
 def test_evaluate_runs_the_trimmed_sections(monkeypatch, chunk_size):
     """EnergyModel.evaluate hands the forward trimmed blocks, in one pass and in chunks of centres, with the
     numbers of the full sections in one pass."""
-    from dpcore.descriptor import se_e2_a
+    from dpcore.descriptor import se_e2_a_embed
 
     model = trimmed_model({}, {})
     coord, atype, box = random_system(natoms=16, nframes=1, box_len=6.0, seed=5)
     seen = []  # (section slots, width the net ran on) of every embedding call
-    embed = se_e2_a._embed_contract
-    monkeypatch.setattr(se_e2_a, "_embed_contract",
+    embed = se_e2_a_embed.embed_contract
+    monkeypatch.setattr(se_e2_a_embed, "embed_contract",
                         lambda emb, r, width, empty: seen.append((r.shape[2], width)) or embed(emb, r, width, empty))
     got = model.evaluate(coord, atype, box, backend="numpy", atomic=True, chunk_size=chunk_size)
     assert seen and all(w <= n for n, w in seen) and any(w < n for n, w in seen)

@@ -16,17 +16,17 @@ in :func:`forward` and :func:`vjp` (:func:`dpcore.tabulated.tabulated_contractio
 neighbour block without forming ``G``); the nets stay in ``params``.
 
 Type blocks carrying used section widths (:mod:`dpcore.slot_trim`) run the net or table on the used slots of
-each (centre block, neighbour section) only and add the trimmed empty slots' constant contribution once.
+each (centre block, neighbour section) only and add the trimmed empty slots' constant contribution once
+(:mod:`dpcore.descriptor.se_e2_a_embed`).
 """
 
 from __future__ import annotations
 
 from ..by_type import apply_by_type, block_widths, vjp_by_type
 from ..env_mat import env_mat, env_mat_vjp
-from ..network import net_forward, net_vjp
 from ..precision import compute_precision
-from ..tabulated import tabulated_contraction, tabulated_contraction_vjp, tabulated_net
 from ..xp import namespace
+from . import se_e2_a_embed as embed_mod
 
 TYPE = "se_e2_a"
 ALIASES = ("se_a",)
@@ -204,92 +204,6 @@ def sections(cfg) -> list[int]:
     return sec
 
 
-def _embedding_key(cfg, t_centre: int, t_nbr: int) -> str:
-    ntypes = len(cfg["sel"])
-    return str(t_nbr) if cfg["type_one_side"] else str(t_centre + t_nbr * ntypes)
-
-
-class _Net:
-    """Embedding net ``k`` of a (centre type, neighbour type) pair: ``values(s)`` (..., ng) of inputs s (..., 1),
-    ``contract(r)`` = ``R~^T G`` (..., 4, ng) of rows r (..., K, 4) with its cache, and ``contract_vjp``."""
-
-    def __init__(self, net, activation, compute):
-        self.net, self.act, self.compute = net, activation, compute
-
-    def values(self, s):
-        return net_forward(self.net, s, self.act, compute=self.compute)[0]
-
-    def contract(self, r):
-        G, ncache = net_forward(self.net, r[..., 0:1], self.act, compute=self.compute)
-        return namespace(r).matrix_transpose(r) @ G, (r, G, ncache)
-
-    def contract_vjp(self, gA, cache):
-        xp = namespace(gA)
-        r, G, ncache = cache
-        gr = G @ xp.matrix_transpose(gA)  # (..., K, 4)
-        gs = net_vjp(self.net, r @ gA, ncache)  # dE/ds through G: (..., K, 1)
-        return gr + xp.concat([gs, xp.zeros_like(gr[..., 1:])], axis=-1)
-
-
-class _Table:
-    """The same for a compressed model's table (:mod:`dpcore.tabulated`: ``G`` is never formed)."""
-
-    def __init__(self, table, info):
-        self.table, self.info = table, info
-
-    def values(self, s):
-        return tabulated_net(self.table, self.info, s)[0]
-
-    def contract(self, r):
-        return tabulated_contraction(self.table, self.info, r)
-
-    def contract_vjp(self, gA, cache):
-        return tabulated_contraction_vjp(gA, cache)
-
-
-def _embedding(cfg, params, tc: int, tn: int, compute):
-    """The :class:`_Net` or :class:`_Table` of a pair of types, or None (no network: zero contribution)."""
-    key = _embedding_key(cfg, tc, tn)
-    if cfg.get("compress"):
-        table = params["compress"]["table"].get(key)
-        return None if table is None else _Table(table, cfg["compress"]["info"][key])
-    net = params["embedding"].get(key)
-    return None if net is None else _Net(net, cfg["activation_function"], compute)
-
-
-def _empty_rows(params, tc: int, sec, tn: int, width: int):
-    """Normalised rows ``-davg/dstd`` (n_empty, 4) of the slots ``width:`` of section ``tn`` for centre type
-    ``tc``, empty for every atom of the block (None when none are trimmed)."""
-    lo, hi = sec[tn] + width, sec[tn + 1]
-    if lo >= hi:
-        return None
-    return -params["davg"][tc, lo:hi, :] / params["dstd"][tc, lo:hi, :]
-
-
-def _embed_contract(emb, r, width: int, empty):
-    """``R~^T G`` (nf, nb, 4, ng) of a (centre block, neighbour section) ``r`` (nf, nb, sel_t, 4), the embedding
-    ``emb`` run on the first ``width`` slots only; ``empty`` (n_empty, 4): the rows of the trimmed slots (or
-    None), whose constant contribution (an empty slot still counts, as in DeePMD-kit) is added once."""
-    xp = namespace(r)
-    At, inner = None, None
-    if width > 0 or empty is None:
-        At, inner = emb.contract(r if width == r.shape[2] else r[:, :, :width, :])
-    if empty is not None:
-        Ae = xp.matrix_transpose(empty) @ emb.values(empty[:, 0:1])  # (4, ng), the same for every atom
-        At = xp.zeros_like(r[:, :, 0:1, 0:1]) + Ae if At is None else At + Ae
-    return At, (emb, r, width, inner)
-
-
-def _embed_contract_vjp(gA, cache):
-    """``dE/dR~`` (nf, nb, sel_t, 4) of a block from ``dE/dA`` (nf, nb, 4, ng); zero on the trimmed slots."""
-    xp = namespace(gA)
-    emb, r, width, inner = cache
-    if inner is None:
-        return xp.zeros_like(r)
-    gr = emb.contract_vjp(gA, inner)
-    return gr if width == r.shape[2] else xp.concat([gr, xp.zeros_like(r[:, :, width:, :])], axis=2)
-
-
 def _stat_rows(xp, table, centre_type):
     """davg/dstd rows of each centre: table (ntypes, nnei, 4), centre_type (nf, nloc) -> (nf, nloc, nnei, 4)."""
     nf, nloc = centre_type.shape
@@ -325,11 +239,11 @@ def forward(cfg, params, rij, pairs, blocks=None):
         Rt = Rn[:, :, sec[tn] : sec[tn + 1], :]
 
         def embed(tc, r, tn=tn):
-            emb = _embedding(cfg, params, tc, tn, compute)
+            emb = embed_mod.embedding(cfg, params, tc, tn, compute)
             if emb is None:
                 return None
             width = widths[tc][tn] if tc in widths else r.shape[2]
-            return _embed_contract(emb, r, width, _empty_rows(params, tc, sec, tn, width))
+            return embed_mod.embed_contract(emb, r, width, embed_mod.empty_rows(params, tc, sec, tn, width))
 
         if cfg["type_one_side"] and blocks is None:
             res = embed(0, Rt)
@@ -369,10 +283,10 @@ def vjp(cfg, params, gD, cache, blocks=None):
         if At is None:
             parts.append(xp.zeros_like(Rn[:, :, sec[tn] : sec[tn + 1], :]))
         elif cfg["type_one_side"] and blocks is None:
-            parts.append(_embed_contract_vjp(gA, ecache))
+            parts.append(embed_mod.embed_contract_vjp(gA, ecache))
         else:
-            parts.append(vjp_by_type(lambda tc, g, c: _embed_contract_vjp(g, c), gA, centre_type, ntypes, blocks,
-                                     ecache))
+            parts.append(vjp_by_type(lambda tc, g, c: embed_mod.embed_contract_vjp(g, c), gA, centre_type, ntypes,
+                                     blocks, ecache))
     gRn = xp.concat(parts, axis=2)
     if excl is not None:
         gRn = gRn * xp.astype(excl, gRn.dtype)[..., None]

@@ -1,0 +1,96 @@
+"""The embedding of one se_e2_a (centre block, neighbour section): ``R~^T G`` from the section's net, or from its
+table in a compressed model, on the used slots only (:mod:`dpcore.slot_trim`), with the trimmed empty slots'
+constant contribution added once; and its backward to the environment rows.  :mod:`dpcore.descriptor.se_e2_a`
+runs it per block."""
+
+from __future__ import annotations
+
+from ..network import net_forward, net_vjp
+from ..tabulated import tabulated_contraction, tabulated_contraction_vjp, tabulated_net
+from ..xp import namespace
+
+
+def embedding_key(cfg, t_centre: int, t_nbr: int) -> str:
+    ntypes = len(cfg["sel"])
+    return str(t_nbr) if cfg["type_one_side"] else str(t_centre + t_nbr * ntypes)
+
+
+class Net:
+    """Embedding net ``k`` of a (centre type, neighbour type) pair: ``values(s)`` (..., ng) of inputs s (..., 1),
+    ``contract(r)`` = ``R~^T G`` (..., 4, ng) of rows r (..., K, 4) with its cache, and ``contract_vjp``."""
+
+    def __init__(self, net, activation, compute):
+        self.net, self.act, self.compute = net, activation, compute
+
+    def values(self, s):
+        return net_forward(self.net, s, self.act, compute=self.compute)[0]
+
+    def contract(self, r):
+        G, ncache = net_forward(self.net, r[..., 0:1], self.act, compute=self.compute)
+        return namespace(r).matrix_transpose(r) @ G, (r, G, ncache)
+
+    def contract_vjp(self, gA, cache):
+        xp = namespace(gA)
+        r, G, ncache = cache
+        gr = G @ xp.matrix_transpose(gA)  # (..., K, 4)
+        gs = net_vjp(self.net, r @ gA, ncache)  # dE/ds through G: (..., K, 1)
+        return gr + xp.concat([gs, xp.zeros_like(gr[..., 1:])], axis=-1)
+
+
+class Table:
+    """The same for a compressed model's table (:mod:`dpcore.tabulated`: ``G`` is never formed)."""
+
+    def __init__(self, table, info):
+        self.table, self.info = table, info
+
+    def values(self, s):
+        return tabulated_net(self.table, self.info, s)[0]
+
+    def contract(self, r):
+        return tabulated_contraction(self.table, self.info, r)
+
+    def contract_vjp(self, gA, cache):
+        return tabulated_contraction_vjp(gA, cache)
+
+
+def embedding(cfg, params, tc: int, tn: int, compute):
+    """The :class:`Net` or :class:`Table` of a pair of types, or None (no network: zero contribution)."""
+    key = embedding_key(cfg, tc, tn)
+    if cfg.get("compress"):
+        table = params["compress"]["table"].get(key)
+        return None if table is None else Table(table, cfg["compress"]["info"][key])
+    net = params["embedding"].get(key)
+    return None if net is None else Net(net, cfg["activation_function"], compute)
+
+
+def empty_rows(params, tc: int, sec, tn: int, width: int):
+    """Normalised rows ``-davg/dstd`` (n_empty, 4) of the slots ``width:`` of section ``tn`` for centre type
+    ``tc``, empty for every atom of the block (None when none are trimmed)."""
+    lo, hi = sec[tn] + width, sec[tn + 1]
+    if lo >= hi:
+        return None
+    return -params["davg"][tc, lo:hi, :] / params["dstd"][tc, lo:hi, :]
+
+
+def embed_contract(emb, r, width: int, empty):
+    """``R~^T G`` (nf, nb, 4, ng) of a (centre block, neighbour section) ``r`` (nf, nb, sel_t, 4), the embedding
+    ``emb`` run on the first ``width`` slots only; ``empty`` (n_empty, 4): the rows of the trimmed slots (or
+    None), whose constant contribution (an empty slot still counts, as in DeePMD-kit) is added once."""
+    xp = namespace(r)
+    At, inner = None, None
+    if width > 0 or empty is None:
+        At, inner = emb.contract(r if width == r.shape[2] else r[:, :, :width, :])
+    if empty is not None:
+        Ae = xp.matrix_transpose(empty) @ emb.values(empty[:, 0:1])  # (4, ng), the same for every atom
+        At = xp.zeros_like(r[:, :, 0:1, 0:1]) + Ae if At is None else At + Ae
+    return At, (emb, r, width, inner)
+
+
+def embed_contract_vjp(gA, cache):
+    """``dE/dR~`` (nf, nb, sel_t, 4) of a block from ``dE/dA`` (nf, nb, 4, ng); zero on the trimmed slots."""
+    xp = namespace(gA)
+    emb, r, width, inner = cache
+    if inner is None:
+        return xp.zeros_like(r)
+    gr = emb.contract_vjp(gA, inner)
+    return gr if width == r.shape[2] else xp.concat([gr, xp.zeros_like(r[:, :, width:, :])], axis=2)
