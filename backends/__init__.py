@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from . import threads
+from . import heap, threads
 from .frameworks import FrameworkConflictError, load_framework
 from .registry import ALIASES, BACKENDS, BackendInfo, canonical_name, info, training_backends
 
@@ -24,12 +24,13 @@ def get_backend(name: str, device=None):
     """The adapter object of backend ``name`` on ``device`` (imports its framework on first use).
 
     Backend objects are created once per (name, device); creating one applies the backend's
-    numerical settings (e.g. JAX x64) and the process's thread plan (:mod:`dpcore.backends.threads`), recorded in
-    ``backend.settings``.
+    numerical settings (e.g. JAX x64), the process's thread plan (:mod:`dpcore.backends.threads`) and its heap
+    policy (:mod:`dpcore.backends.heap`), recorded in ``backend.settings``.
     """
     key = canonical_name(name)
     if (key, device) not in _CACHE:
         framework, extra = BACKENDS[key].framework, BACKENDS[key].extra
+        held = heap.apply()  # before the framework's threads take their arenas
         try:
             load_framework(key)
         except ImportError as e:
@@ -39,5 +40,6 @@ def get_backend(name: str, device=None):
         module = importlib.import_module(f"dpcore.backends.{key}")
         backend = module.BACKEND_CLASS(device)
         backend.settings.update(applied)
+        backend.settings.update(held)
         _CACHE[(key, device)] = backend
     return _CACHE[(key, device)]
