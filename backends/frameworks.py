@@ -10,7 +10,8 @@
   variables, e.g. ``TF_CPP_MIN_LOG_LEVEL``, is already set) or asked for everything with
   ``DPCORE_FRAMEWORK_LOGS=1``, the backend's ``quiet_env`` defaults are applied, warnings matching
   ``quiet_warnings`` are ignored during the import, and stderr lines of the import matching
-  ``quiet_stderr`` are dropped (every other line is passed on).
+  ``quiet_stderr`` are dropped (every other line is passed on); :func:`quiet_calls` does the same for the
+  ``runtime_stderr`` lines of a compiled function's calls.
 
 * **Compiler options**: the backend's ``xla_flags`` are added to ``XLA_FLAGS`` before the import, unless the
   user's ``XLA_FLAGS`` already names the option, and only when the framework's XLA library names it (an
@@ -61,6 +62,7 @@ def load_framework(name: str):
     _set_compile_cache(entry)
     if not _quiet(entry):
         return importlib.import_module(entry.framework)
+    _QUIETED.add(entry.name)
     for key, value in entry.quiet_env.items():
         os.environ.setdefault(key, value)
     with warnings.catch_warnings(), _filtered_stderr(entry.quiet_stderr):
@@ -176,6 +178,24 @@ def _library_names(libraries: tuple, name: bytes) -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+_QUIETED: set = set()  # backends whose framework was imported quiet
+
+
+def quiet_calls(name: str, fn):
+    """``fn`` whose calls drop the stderr lines of backend ``name``'s ``runtime_stderr`` (messages its framework
+    prints while running, e.g. TensorFlow reading its compile cache), when its import was made quiet."""
+    patterns = info(name).runtime_stderr
+    if not patterns or name not in _QUIETED:
+        return fn
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with _filtered_stderr(patterns):
+            return fn(*args, **kwargs)
+
+    return call
 
 
 def _quiet(entry) -> bool:

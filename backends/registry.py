@@ -31,7 +31,8 @@ class BackendInfo:
         (:func:`dpcore.backends.frameworks.load_framework` refuses with a clear error);
     quiet_env / quiet_warnings / quiet_stderr: environment defaults, warning messages and stderr lines (regex)
         of the framework's import that say nothing to a user (silenced unless the user set any quiet_env key
-        or ``DPCORE_FRAMEWORK_LOGS=1``);
+        or ``DPCORE_FRAMEWORK_LOGS=1``); ``runtime_stderr``: the same for lines printed while compiled functions
+        run (:func:`dpcore.backends.frameworks.quiet_calls`);
     xla_flags: XLA compiler options (``--name=value``) added to ``XLA_FLAGS`` before the framework is imported,
         unless the user's ``XLA_FLAGS`` names the option or the framework's XLA does not know it
         (:func:`dpcore.backends.frameworks.load_framework`); ``xla_library``: that framework's shared libraries,
@@ -64,6 +65,7 @@ class BackendInfo:
     quiet_env: dict = field(default_factory=dict)
     quiet_warnings: tuple = ()
     quiet_stderr: tuple = ()
+    runtime_stderr: tuple = ()
     xla_flags: tuple = ()
     xla_library: tuple = ()
     compile_cache: dict = field(default_factory=dict)
@@ -106,7 +108,12 @@ BACKENDS = {
         quiet_env={"TF_CPP_MIN_LOG_LEVEL": "2"},  # C++ INFO and WARNING lines (XLA service, oneDNN notices)
         quiet_stderr=(r"^WARNING: All log messages before absl::InitializeLog\(\) is called",
                       r"^[IW]\d{4} [\d:. ]+\d+ [\w.]+\.cc:\d+\]",  # absl-format INFO/WARNING lines before init
-                      r"^To enable the following instructions: .* rebuild TensorFlow")),
+                      r"^To enable the following instructions: .* rebuild TensorFlow"),
+        # reading an entry of its compile cache, TensorFlow first tries it as a text proto and logs the failure
+        # before reading it as the binary proto it is (every run that finds its step in the cache)
+        runtime_stderr=(r"^WARNING: All log messages before absl::InitializeLog\(\) is called",
+                        r"^E\d{4} [\d:. ]+\d+ text_format\.cc:\d+\] Error parsing text-format "
+                        r"tensorflow\.XlaSerializedCacheEntry")),
     "paddle": BackendInfo(
         "paddle", "paddle", "paddle", "Paddle", _caps(True, False, False, ["cpu", "gpu"], mixed_precision=["gpu"]),
         unsafe_after=(("tensorflow", "their bundled protobuf libraries clash: the interpreter is killed by a "

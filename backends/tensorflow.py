@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from .frameworks import load_framework as _load_framework
+from .frameworks import quiet_calls
 
 _load_framework("tensorflow")  # quiet, and refused where it would crash the process
 import tensorflow as tf  # noqa: E402
@@ -118,8 +119,10 @@ class TensorFlowBackend(Backend):
         """``tf.function(f, autograph=False, **kwargs)``: traced once per input signature (static shapes, Python
         args by value).  dpcore's array code has no tensor-dependent Python control flow (it runs under
         ``jax.jit`` too), so AutoGraph's source rewriting is skipped: it was 2/3 of the first training step's
-        time on the water example."""
-        return tf.function(f, **{"autograph": False, **kwargs})
+        time on the water example.  XLA-compiled ones (``jit_compile=True``) drop TensorFlow's compile-cache
+        messages from stderr (:func:`~dpcore.backends.frameworks.quiet_calls`)."""
+        fn = tf.function(f, **{"autograph": False, **kwargs})
+        return quiet_calls(self.name, fn) if kwargs.get("jit_compile") else fn
 
 
 BACKEND_CLASS = TensorFlowBackend
