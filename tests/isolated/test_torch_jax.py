@@ -242,6 +242,13 @@ def test_jax_contract_conversion_device_and_settings():
     out = get_backend("jax", device="cpu:0").model_forward(*(lambda m, i, b: (m.config, be.tree_asarray(m.params),
                                                                               be.tree_asarray(i), b))(*_prepared("two_side")))
     assert out["force"].devices() == {be.device}
+    kept = be.asarray(np.ones(2))
+    tree = {"a": np.arange(3, dtype=np.int32), "b": [np.float64(2.5), None, 7, kept], "c": (np.zeros((2, 2)),)}
+    placed = be.tree_asarray(tree)  # one batched device_put for the NumPy leaves; the rest kept
+    assert placed["a"].dtype == np.int32 and placed["a"].devices() == {be.device}
+    assert placed["b"][0].dtype == np.float64 and float(placed["b"][0]) == 2.5
+    assert placed["b"][1:] == [None, 7, kept] and placed["b"][3] is kept and isinstance(placed["c"], tuple)
+    assert np.array_equal(be.to_numpy(placed["c"][0]), np.zeros((2, 2)))
     caps = be.capabilities
     assert caps["autodiff"] and caps["jit"] and caps["use_default_pf"] and caps["float32"] and caps["float64"]
     assert "cpu" in caps["devices"]
