@@ -139,12 +139,16 @@ class JaxBackend(Backend):
             if self.device is None or isinstance(x, jax.core.Tracer) or x.devices() == {self.device}:
                 return x
             return jax.device_put(x, self.device)
-        x = np.asarray(x)
-        out = jax.device_put(x, self.device)
-        if out.dtype != x.dtype:
-            raise TypeError(f"jax backend: {x.dtype} became {out.dtype}; is jax_enable_x64 off? (it is set when the "
-                            "backend object is created: use dpcore.backends.get_backend('jax'))")
-        return out
+        return self._put([np.asarray(x)])[0]
+
+    def _put(self, arrays: list) -> list:
+        """NumPy arrays placed on the device with one ``jax.device_put``, their dtypes checked."""
+        placed = jax.device_put(arrays, self.device)
+        for x, out in zip(arrays, placed):
+            if out.dtype != x.dtype:
+                raise TypeError(f"jax backend: {x.dtype} became {out.dtype}; is jax_enable_x64 off? (it is set when "
+                                "the backend object is created: use dpcore.backends.get_backend('jax'))")
+        return placed
 
     def tree_asarray(self, tree):
         """The NumPy leaves of a tree placed with ONE ``jax.device_put`` (a training batch has ~25 arrays: one call
@@ -152,13 +156,7 @@ class JaxBackend(Backend):
         :meth:`Backend.tree_asarray` treats them (kept)."""
         flat = leaves(tree)
         host = [i for i, x in enumerate(flat) if isinstance(x, (np.ndarray, np.generic))]
-        if len(host) < 2:
-            return super().tree_asarray(tree)
-        placed = jax.device_put([np.asarray(flat[i]) for i in host], self.device)
-        for i, x in zip(host, placed):
-            if x.dtype != flat[i].dtype:
-                raise TypeError(f"jax backend: {flat[i].dtype} became {x.dtype}; is jax_enable_x64 off? (it is set when "
-                                "the backend object is created: use dpcore.backends.get_backend('jax'))")
+        for i, x in zip(host, self._put([np.asarray(flat[i]) for i in host])):
             flat[i] = x
         return rebuild(tree, iter(flat))
 

@@ -255,6 +255,22 @@ def test_jax_contract_conversion_device_and_settings():
 
 
 @pytest.mark.backends("jax")
+def test_jax_placement_refuses_a_lost_dtype():
+    """With x64 turned off behind dpcore's back, float64 input would silently become float32: a clear error."""
+    import jax
+
+    be = get_backend("jax", device="cpu")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(TypeError, match="float64 became float32; is jax_enable_x64 off"):
+            be.asarray(np.ones(3))
+        with pytest.raises(TypeError, match="float64 became float32; is jax_enable_x64 off"):
+            be.tree_asarray({"a": np.ones(3, dtype=np.int32), "b": [np.ones(2)]})
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
+@pytest.mark.backends("jax")
 def test_jax_value_and_grad_pytree():
     import jax.numpy as jnp
 
