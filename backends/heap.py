@@ -15,7 +15,8 @@ framework is imported (a thread takes its arena at its first allocation), unless
 * the C library is not glibc (macOS, musl): nothing to do;
 * the user set glibc's own malloc settings (any of :data:`USER_VARIABLES`, or ``glibc.malloc`` tunables in
   ``GLIBC_TUNABLES``): theirs are kept;
-* ``DPCORE_HEAP=system``: glibc's defaults are kept.
+* ``DPCORE_HEAP=system``: glibc's defaults are kept (``DPCORE_HEAP=dpcore`` or unset: the policy; any other
+  value is an error naming the variable).
 
 What it costs: memory the process no longer uses is returned to the system only beyond 1 GiB free at the top
 of the heap (peak memory is unchanged; a process's resident size stays nearer its peak).
@@ -48,7 +49,10 @@ def glibc_version() -> str | None:
 def decide(environ=None) -> str | None:
     """Why the policy is not applied (a sentence), or None when it is."""
     env = os.environ if environ is None else environ
-    if env.get(ENV, "").strip().lower() == "system":
+    choice = env.get(ENV, "").strip().lower()
+    if choice not in ("", "dpcore", "system"):
+        raise ValueError(f"{ENV}={env[ENV]!r}: expected 'system' (glibc's defaults) or 'dpcore' (the default)")
+    if choice == "system":
         return f"{ENV}=system"
     user = [k for k in USER_VARIABLES if k in env]
     if "glibc.malloc" in env.get("GLIBC_TUNABLES", ""):

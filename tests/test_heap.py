@@ -52,6 +52,12 @@ def test_decide_keeps_the_users_settings():
     assert heap.decide({"GLIBC_TUNABLES": "glibc.rtld.nns=2"}) in (None, "not glibc")  # not a malloc tunable
 
 
+def test_an_unknown_choice_is_an_error_naming_the_variable():
+    with pytest.raises(ValueError, match=r"DPCORE_HEAP='off': expected 'system'"):
+        heap.decide({heap.ENV: "off"})
+    assert heap.decide({heap.ENV: "dpcore"}) in (None, "not glibc")
+
+
 def test_decide_other_c_library(monkeypatch):
     monkeypatch.setattr(heap, "glibc_version", lambda: None)
     assert heap.decide({}) == "not glibc"
