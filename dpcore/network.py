@@ -177,6 +177,45 @@ def net_forward(net, x, activation: str, final_linear: bool = False, compute=Non
     return x, caches
 
 
+def embedding_with_slope(net, x, activation: str, compute=None):
+    """An embedding net's values and their derivative by its scalar input, in one forward-mode pass.
+
+    x: (..., 1) -> ``(y, dy/dx)``, both (..., out_dim), as :func:`net_forward` (same layers, residual rule and
+    mixed-precision casts) with the tangent ``dx = 1`` carried along: a layer maps ``dx`` to
+    ``act'(z) * (dx @ w) * idt`` (+ the residual ``dx`` or ``[dx, dx]``).  One product per layer, the cost of a
+    backward pass; the slope then serves every neighbour slot that shares the input (:mod:`dpcore.pair_share`).
+    """
+    xp = namespace(x)
+    act = get_activation(activation)
+    dx = xp.ones_like(x)
+    for layer in _layers(net):
+        w, b, idt = layer["w"], layer.get("b"), layer.get("idt")
+        xin, din = x, dx
+        if compute is not None:
+            cd = dtype_of(xp, compute)
+            xin, din, w = xp.astype(x, cd), xp.astype(dx, cd), xp.astype(w, cd)
+            b = None if b is None else xp.astype(b, cd)
+            idt = None if idt is None else xp.astype(idt, cd)
+        z = _dense(xp, xin, w)
+        if b is not None:
+            z = z + b
+        y, dact = act(xp, z)
+        dy = dact() * _dense(xp, din, w)
+        if idt is not None:
+            y, dy = y * idt, dy * idt
+        if compute is not None:
+            y, dy = xp.astype(y, x.dtype), xp.astype(dy, x.dtype)
+        n_in, n_out = w.shape
+        if n_out == n_in:
+            y, dy = y + x, dy + dx
+        elif n_out == 2 * n_in:
+            lead = tuple(y.shape[:-1])
+            y = xp.reshape(xp.reshape(y, lead + (2, n_in)) + x[..., None, :], lead + (n_out,))
+            dy = xp.reshape(xp.reshape(dy, lead + (2, n_in)) + dx[..., None, :], lead + (n_out,))
+        x, dx = y, dy
+    return x, dx
+
+
 def net_vjp(net, gy, caches, final_linear: bool = False):
     """Pull ``dE/d(output)`` back to ``dE/d(input)`` through a network."""
     layers = _layers(net)

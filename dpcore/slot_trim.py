@@ -44,7 +44,8 @@ def used_widths(nlist_mask, start: int, stop: int, sec) -> list[int]:
 
 
 class SlotTrim:
-    """``trim(blocks, nlist_mask)``: the type blocks with the used width of each neighbour section.
+    """``trim(blocks, nlist_mask)``: the type blocks with the used width of each neighbour section;
+    ``trim.share(inputs, blocks, descriptor params)`` then adds the shared-input indices of :mod:`dpcore.pair_share`.
 
     ``compiled``: widths are multiples of :data:`COMPILED_QUANTUM` and never shrink for a centre type (a
     compiled forward is then reused frame after frame, and shape buckets share the widths).  Blocks of ``None``
@@ -52,9 +53,12 @@ class SlotTrim:
     """
 
     def __init__(self, dcfg: dict, compiled: bool):
+        from .pair_share import PairShare
+
         self.sec = trimmable_sections(dcfg)
         self.quantum = COMPILED_QUANTUM if compiled else 1
         self.grown: dict | None = {} if compiled else None
+        self.share = PairShare(self.sec, compiled)  # the shared embedding inputs of the trimmed blocks
 
     def __call__(self, blocks, nlist_mask):
         if self.sec is None or blocks is None:

@@ -123,10 +123,18 @@ def test_evaluate_runs_the_trimmed_sections(monkeypatch, chunk_size):
     seen = []  # (section slots, width the net ran on) of every embedding call
     embed = se_e2_a_embed.embed_contract
     monkeypatch.setattr(se_e2_a_embed, "embed_contract",
-                        lambda emb, r, width, empty: seen.append((r.shape[2], width)) or embed(emb, r, width, empty))
+                        lambda emb, r, width, empty, share=None: seen.append((r.shape[2], width))
+                        or embed(emb, r, width, empty, share))
     got = model.evaluate(coord, atype, box, backend="numpy", atomic=True, chunk_size=chunk_size)
     assert seen and all(w <= n for n, w in seen) and any(w < n for n, w in seen)
-    monkeypatch.setattr(get_backend("numpy"), "slot_trim", lambda cfg: (lambda blocks, mask: blocks))
+    class NoTrim:  # full sections, nothing shared
+        def __call__(self, blocks, mask):
+            return blocks
+
+        def share(self, inputs, blocks, dparams):
+            return inputs
+
+    monkeypatch.setattr(get_backend("numpy"), "slot_trim", lambda cfg: NoTrim())
     seen.clear()
     full = model.evaluate(coord, atype, box, backend="numpy", atomic=True)
     assert seen and all(w == n for n, w in seen)

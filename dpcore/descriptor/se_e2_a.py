@@ -22,6 +22,7 @@ each (centre block, neighbour section) only and add the trimmed empty slots' con
 
 from __future__ import annotations
 
+from .. import pair_share
 from ..by_type import apply_by_type, block_widths, vjp_by_type
 from ..env_mat import env_mat, env_mat_vjp
 from ..precision import compute_precision
@@ -243,7 +244,9 @@ def forward(cfg, params, rij, pairs, blocks=None):
             if emb is None:
                 return None
             width = widths[tc][tn] if tc in widths else r.shape[2]
-            return embed_mod.embed_contract(emb, r, width, embed_mod.empty_rows(params, tc, sec, tn, width))
+            share = (pairs.get(pair_share.key("src", tc, tn)), pairs.get(pair_share.key("dst", tc, tn)))
+            return embed_mod.embed_contract(emb, r, width, embed_mod.empty_rows(params, tc, sec, tn, width),
+                                            share if tc in widths and share[0] is not None else None)
 
         if cfg["type_one_side"] and blocks is None:
             res = embed(0, Rt)

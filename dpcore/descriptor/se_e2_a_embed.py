@@ -5,9 +5,9 @@ runs it per block."""
 
 from __future__ import annotations
 
-from ..network import net_forward, net_vjp
+from ..network import embedding_with_slope, net_forward, net_vjp
 from ..tabulated import tabulated_contraction, tabulated_contraction_vjp, tabulated_net
-from ..xp import namespace
+from ..xp import gather_rows, namespace
 
 
 def embedding_key(cfg, t_centre: int, t_nbr: int) -> str:
@@ -24,6 +24,9 @@ class Net:
 
     def values(self, s):
         return net_forward(self.net, s, self.act, compute=self.compute)[0]
+
+    def values_and_slope(self, s):
+        return embedding_with_slope(self.net, s, self.act, compute=self.compute)
 
     def contract(self, r):
         G, ncache = net_forward(self.net, r[..., 0:1], self.act, compute=self.compute)
@@ -45,6 +48,9 @@ class Table:
 
     def values(self, s):
         return tabulated_net(self.table, self.info, s)[0]
+
+    def values_and_slope(self, s):
+        return tabulated_net(self.table, self.info, s)
 
     def contract(self, r):
         return tabulated_contraction(self.table, self.info, r)
@@ -72,12 +78,55 @@ def empty_rows(params, tc: int, sec, tn: int, width: int):
     return -params["davg"][tc, lo:hi, :] / params["dstd"][tc, lo:hi, :]
 
 
-def embed_contract(emb, r, width: int, empty):
+def shared_contract(emb, r, share):
+    """``R~^T G`` (nf, nb, 4, ng) of rows r (nf, nb, w, 4) with the net run once per distinct input
+    (:mod:`dpcore.pair_share`): ``share = (src (nf, U), dst (nf, nb * w))``.  The cache keeps ``G`` of every slot
+    and the slopes ``dG/ds`` of the distinct inputs."""
+    xp = namespace(r)
+    src, dst = share
+    nf, nb, w = r.shape[0], r.shape[1], r.shape[2]
+    x = gather_rows(xp, xp.reshape(r[..., 0:1], (nf, nb * w, 1)), src)  # (nf, U, 1)
+    G_u, slope_u = emb.values_and_slope(x)
+    G = xp.reshape(gather_rows(xp, G_u, dst), (nf, nb, w, G_u.shape[-1]))
+    return xp.matrix_transpose(r) @ G, (r, G, slope_u, dst)
+
+
+def shared_contract_vjp(gA, cache):
+    """``dE/dr`` (nf, nb, w, 4) of :func:`shared_contract`: through ``r`` and, slot by slot, through ``s = r[..., 0]``
+    with the slope of the slot's distinct input."""
+    xp = namespace(gA)
+    r, G, slope_u, dst = cache
+    gr = G @ xp.matrix_transpose(gA)  # (..., w, 4)
+    slope = xp.reshape(gather_rows(xp, slope_u, dst), tuple(G.shape))
+    gs = xp.sum((r @ gA) * slope, axis=-1)[..., None]  # dE/ds per slot
+    return gr + xp.concat([gs, xp.zeros_like(gr[..., 1:])], axis=-1)
+
+
+class _Shared:
+    """The contraction of a block whose slots share embedding inputs (:func:`shared_contract`)."""
+
+    def __init__(self, emb, share):
+        self.emb, self.share = emb, share
+
+    def contract(self, r):
+        return shared_contract(self.emb, r, self.share)
+
+    def contract_vjp(self, gA, cache):
+        return shared_contract_vjp(gA, cache)
+
+    def values(self, s):
+        return self.emb.values(s)
+
+
+def embed_contract(emb, r, width: int, empty, share=None):
     """``R~^T G`` (nf, nb, 4, ng) of a (centre block, neighbour section) ``r`` (nf, nb, sel_t, 4), the embedding
     ``emb`` run on the first ``width`` slots only; ``empty`` (n_empty, 4): the rows of the trimmed slots (or
-    None), whose constant contribution (an empty slot still counts, as in DeePMD-kit) is added once."""
+    None), whose constant contribution (an empty slot still counts, as in DeePMD-kit) is added once.
+    ``share``: the (src, dst) indices of :mod:`dpcore.pair_share` for those ``width`` slots, or None."""
     xp = namespace(r)
     At, inner = None, None
+    if share is not None and width > 0:
+        emb = _Shared(emb, share)
     if width > 0 or empty is None:
         At, inner = emb.contract(r if width == r.shape[2] else r[:, :, :width, :])
     if empty is not None:

@@ -15,6 +15,7 @@ The function is compiled where the registry says model forwards are (:meth:`Back
 from __future__ import annotations
 
 
+from .. import pair_share
 from ..model import energy
 from ..pairs import pair_vectors
 from ..xp import namespace, scatter_to_atoms
@@ -53,6 +54,7 @@ def _forward(backend, cfg, params, inputs, blocks=None, atomic_virial=False, for
         return out
 
     # autodiff: force = -dE_c/dcoord, W = -(dE_c/dcoord^T coord + dE_c/dbox^T box), as energy.forward_autodiff
+    inputs = pair_share.drop(inputs)
     def total(c, b=None):
         e, _ = energy.atomic_energy(cfg, params, pair_vectors(c, b, inputs), inputs, blocks)
         return xp.sum(e), e

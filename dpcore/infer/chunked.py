@@ -136,6 +136,7 @@ def evaluate_centres(backend, cfg: dict, params, system: dict, *, per_call: int,
            "atom_mask": atom_mask}
     if atomic:
         out["atom_virial"] = np.zeros((nf, natoms, 9))
+    dparams = {k: backend.to_numpy(v) for k, v in params["descriptor"].items() if k in ("davg", "dstd")}
     for f in range(nf):
         cells = cell_list(coord[f], atype[f], None if box is None else box[f].reshape(3, 3), rcut)
         centres = np.argsort(atype[f], kind="stable")  # type order: every chunk has type blocks
@@ -150,7 +151,9 @@ def evaluate_centres(backend, cfg: dict, params, system: dict, *, per_call: int,
             rows, count = centre_neighbors(cells, chunk, sel, cfg.get("pair_exclude_types", ()))
             most = count if most is None else np.maximum(most, count)
             inputs = _chunk_inputs(cfg, cells, rows, chunk, size, f, system)
-            blocks = backend.slot_trim(cfg)(blocks_for(inputs["centre_type"][0]), inputs["nlist_mask"])
+            trim = backend.slot_trim(cfg)
+            blocks = trim(blocks_for(inputs["centre_type"][0]), inputs["nlist_mask"])
+            inputs = trim.share(inputs, blocks, dparams)  # (dpcore.pair_share)
             res = chunk_forward(backend, cfg, params, backend.tree_asarray(inputs), blocks, atomic_virial=atomic,
                                 force_mode=force_mode)
             res = {k: np.asarray(backend.to_numpy(v), dtype=np.float64)[0] for k, v in res.items()}

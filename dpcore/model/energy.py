@@ -18,6 +18,7 @@ the configured precision (SPEC 6.6).
 
 from __future__ import annotations
 
+from .. import pair_share
 from ..descriptor import get_descriptor
 from ..fitting import get_fitting
 from ..pairs import pair_vectors
@@ -105,6 +106,7 @@ def forward_autodiff(cfg, params, inputs, value_and_grad, blocks=None, *, atomic
     ``force = -dE/dcoord``, ``W = -(dE/dcoord^T coord + dE/dbox^T box)`` (deformation r -> r(I+eps),
     box -> box(I+eps)); the per-atom virial from ``dE/dr_ij`` (autodiff w.r.t. the pair vectors).
     """
+    inputs = pair_share.drop(inputs)  # differentiated slot by slot: shared inputs would move per-slot gradients
     coord, box = inputs["coord"], inputs.get("box")
     xp = namespace(coord)
     out = forward(cfg, params, inputs, blocks, do_force=False)

@@ -34,6 +34,7 @@ convention (SPEC 6.4) and gives each atom its virtual partner's share, so ``sum_
 
 from __future__ import annotations
 
+from .. import pair_share
 from ..pairs import pair_vectors
 from ..xp import namespace
 from . import energy
@@ -110,6 +111,7 @@ def forward_autodiff(cfg, params, inputs, value_and_grad, blocks=None, *, atomic
     cell, spins fixed); the per-atom virial from autodiff of the energy w.r.t. the backbone pair vectors,
     folded as in :func:`fold_outputs`.
     """
+    inputs = pair_share.drop(inputs)  # differentiated slot by slot (see energy.forward_autodiff)
     coord, spin, box = inputs["coord"], inputs["spin"], inputs.get("box")
     xp = namespace(coord)
     nf, nloc = coord.shape[0], coord.shape[1]

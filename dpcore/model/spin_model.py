@@ -260,7 +260,9 @@ class SpinEnergyModel:
                                                 None if box is None else box[frames],
                                                 None if fparam is None else fparam[frames],
                                                 None if aparam is None else aparam[frames])
-            blocks = be.slot_trim(self.config)(blocks, inputs["nlist_mask"])  # (dpcore.slot_trim)
+            trim = be.slot_trim(self.config)
+            blocks = trim(blocks, inputs["nlist_mask"])  # (dpcore.slot_trim)
+            inputs = trim.share(inputs, blocks, self.backbone.params["descriptor"])  # (dpcore.pair_share)
             out = model_forward(be, self.config, self.backend_params(be), be.tree_asarray(inputs), blocks,
                                 atomic_virial=atomic, force_mode=force_mode)
             return unpermute({k: np.asarray(be.to_numpy(v)) for k, v in out.items()}, perm)

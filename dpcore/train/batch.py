@@ -98,4 +98,6 @@ class BatchShaper:
                 inputs, arrays, blocks = pad_batch(inputs, arrays, counts, bucket, ntypes_backbone=self.ntypes_backbone,
                                                    spin=self.spin, mixed_types=self.mixed_types)
                 nf = bucket[0]
-        return inputs, arrays, self.trim(blocks, inputs["nlist_mask"]), flags, nf
+        blocks = self.trim(blocks, inputs["nlist_mask"])
+        inputs = self.trim.share(inputs, blocks, self.model.params["descriptor"])  # (dpcore.pair_share)
+        return inputs, arrays, blocks, flags, nf

@@ -1,0 +1,146 @@
+"""Shared embedding inputs: the se_e2_a embedding net runs once per distinct input of a (centre block, neighbour
+section), not once per neighbour slot.
+
+In a block of the used slots (:mod:`dpcore.slot_trim`) many slots feed the net the same number:
+
+* a pair of atoms of one type appears twice, as ``(i, j, shift)`` in ``i``'s row and ``(j, i, -shift)`` in
+  ``j``'s.  Its pair vectors are exact negatives of each other (``a - b == -(b - a)`` in floating point), so both
+  slots hold the same ``s(r)`` bit for bit, normalised alike when ``davg``/``dstd`` are uniform over the section
+  (as DeePMD-kit's statistics are);
+* every empty slot of a column holds ``-davg/dstd`` of the centre type.
+
+On the water data that is 60% of the slots: the net runs on the rest.  For each block and section the host
+gives (NumPy, per frame, so frames can be sharded):
+
+* ``share_src_{tc}_{tn}`` (nf, U) int64: one slot (index into the block's ``nb * width`` slots) per distinct
+  input, padded with slot 0;
+* ``share_dst_{tc}_{tn}`` (nf, nb * width) int64: the distinct input of every slot.
+
+The descriptor gathers the inputs at ``src``, runs the net with its slope (:func:`dpcore.network.embedding_with_slope`)
+and gathers ``G`` and ``dG/ds`` back to the slots at ``dst``: each slot keeps its own gradient, so forces, virial
+and per-atom virial are those of the slot-by-slot computation.  Under a compiled backend ``U`` is rounded up with
+:data:`HEADROOM` and only grows per (block, section, shape), so a compiled forward or step is reused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+HEADROOM = 1.08  # a compiled U is 8% above the count that set it: frame-to-frame changes rarely recompile
+QUANTUM = 32
+
+
+def key(part: str, tc: int, tn: int) -> str:
+    """Input name of the ``part`` ("src" or "dst") indices of centre type ``tc``, neighbour section ``tn``."""
+    return f"share_{part}_{tc}_{tn}"
+
+
+def drop(inputs: dict) -> dict:
+    """``inputs`` without the sharing indices (the autodiff force path differentiates slot by slot)."""
+    return {k: v for k, v in inputs.items() if not k.startswith("share_")}
+
+
+def symmetric_sections(davg, dstd, sec) -> bool:
+    """True when the embedding input's normalisation (component 0 of ``davg``/``dstd`` (ntypes, nnei, 4)) is the
+    same in every slot of each section for every centre type: then both slots of a same-type pair feed the net
+    the same number."""
+    davg, dstd = np.asarray(davg)[..., 0], np.asarray(dstd)[..., 0]
+    return all(np.all(a[:, lo:hi] == a[:, lo:lo + 1]) for a in (davg, dstd) for lo, hi in zip(sec[:-1], sec[1:])
+               if hi > lo)
+
+
+def _group(keys: np.ndarray):
+    """Rows of ``keys`` (n, k) int64 -> (first row of each distinct key (m,), group of every row (n,))."""
+    order = np.lexsort(keys.T[::-1])
+    ordered = keys[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    group = np.empty(len(order), dtype=np.int64)
+    group[order] = np.cumsum(new) - 1
+    return order[new], group
+
+
+def _positive(shift):
+    """Rows of integer shifts (n, 3) that are lexicographically positive."""
+    sx, sy, sz = shift[:, 0], shift[:, 1], shift[:, 2]
+    return (sx > 0) | ((sx == 0) & ((sy > 0) | ((sy == 0) & (sz > 0))))
+
+
+def block_keys(mask, owner, shift, centre, ctype, same_type: bool) -> np.ndarray:
+    """Key rows (nb * w, 6) of one frame's block: equal keys mean equal embedding inputs.
+
+    mask, owner (nb, w), shift (nb, w, 3) integer lattice shifts, centre (nb,) local index of each row's atom,
+    ctype (nb,) its type.  A real slot is ``(0, i, j, shift)`` with the pair in canonical order when
+    ``same_type`` (else its own slot number); an empty slot ``(1, column, centre type)``.
+    """
+    nb, w = mask.shape
+    m = mask.reshape(-1)
+    i = np.repeat(np.asarray(centre, dtype=np.int64), w)
+    j = owner.reshape(-1).astype(np.int64)
+    s = np.rint(shift.reshape(-1, 3)).astype(np.int64)
+    keys = np.zeros((nb * w, 6), dtype=np.int64)
+    if same_type:
+        canon = (i < j) | ((i == j) & _positive(s))
+        keys[:, 1] = np.where(canon, i, j)
+        keys[:, 2] = np.where(canon, j, i)
+        keys[:, 3:] = np.where(canon[:, None], s, -s)
+    else:
+        keys[:, 1] = np.arange(nb * w)
+    empty = ~m
+    keys[empty] = 0
+    keys[empty, 0] = 1
+    keys[empty, 1] = np.tile(np.arange(w), nb)[empty]
+    keys[empty, 2] = np.repeat(np.asarray(ctype, dtype=np.int64), w)[empty]
+    return keys
+
+
+class PairShare:
+    """``share(inputs, blocks, dparams) -> inputs`` with the ``src``/``dst`` indices of every block carrying
+    used widths.  ``compiled``: ``U`` rounded up with :data:`HEADROOM` to a multiple of :data:`QUANTUM` and only
+    grown, per (centre type, section, block rows, width)."""
+
+    def __init__(self, sec, compiled: bool):
+        self.sec = sec
+        self.grown: dict | None = {} if compiled else None
+
+    def _size(self, tag, need: int, slots: int) -> int:
+        if self.grown is None:
+            return need
+        have = self.grown.get(tag, 0)
+        if need > have:
+            have = min(slots, -(-int(np.ceil(need * HEADROOM)) // QUANTUM) * QUANTUM)
+            self.grown[tag] = have
+        return have
+
+    def __call__(self, inputs: dict, blocks, dparams: dict) -> dict:
+        """``dparams``: the descriptor's parameters (NumPy ``davg``/``dstd`` decide whether same-type pairs share,
+        :func:`symmetric_sections`)."""
+        if self.sec is None or not blocks or any(len(b) < 4 for b in blocks):
+            return inputs
+        symmetric = symmetric_sections(dparams["davg"], dparams["dstd"], self.sec)
+        if len({b[0] for b in blocks}) != len(blocks):  # indices are named by centre type: one block per type
+            return inputs
+        mask = np.asarray(inputs["nlist_mask"])
+        owner, shift = np.asarray(inputs["nei_owner"]), np.asarray(inputs["pair_shift"])
+        ctype = np.asarray(inputs["centre_type"])
+        nf, nloc = ctype.shape
+        centre = inputs.get("centre_index")
+        centre = np.broadcast_to(np.arange(nloc), (nf, nloc)) if centre is None else np.asarray(centre)
+        out = dict(inputs)
+        for tc, start, stop, widths in blocks:
+            for tn, w in enumerate(widths):
+                if w == 0:
+                    continue
+                lo = self.sec[tn]
+                rows, cols = slice(start, stop), slice(lo, lo + w)
+                firsts, groups = zip(*(_group(block_keys(mask[f, rows, cols], owner[f, rows, cols],
+                                                         shift[f, rows, cols], centre[f, rows], ctype[f, rows],
+                                                         symmetric and tc == tn)) for f in range(nf)))
+                slots = (stop - start) * w
+                size = self._size((tc, tn, stop - start, w), max(len(x) for x in firsts), slots)
+                src = np.zeros((nf, size), dtype=np.int64)
+                for f, first in enumerate(firsts):
+                    src[f, : len(first)] = first
+                out[key("src", tc, tn)] = src
+                out[key("dst", tc, tn)] = np.stack(groups)
+        return out
