@@ -58,7 +58,7 @@ class SlotTrim:
         self.sec = trimmable_sections(dcfg)
         self.quantum = COMPILED_QUANTUM if compiled else 1
         self.grown: dict | None = {} if compiled else None
-        self.share = PairShare(self.sec, compiled)  # the shared embedding inputs of the trimmed blocks
+        self.share = PairShare(self.sec, compiled, bool(dcfg.get("compress")))  # shared embedding inputs
 
     def __call__(self, blocks, nlist_mask):
         if self.sec is None or blocks is None:

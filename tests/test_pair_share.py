@@ -129,16 +129,12 @@ def test_statistics_that_vary_by_slot_share_no_pairs():
                 be.model_forward(model.config, model.params, inputs, blocks, atomic_virial=True))
 
 
-@pytest.mark.parametrize("compress", [False, True], ids=["nets", "tables"])
-def test_models_evaluate_with_shared_inputs(monkeypatch, compress):
-    """EnergyModel.evaluate (one pass and chunks) and a spin model's, with nets or compressed tables, equal
-    the slot-by-slot outputs; the shared path is taken."""
+def test_models_evaluate_with_shared_inputs(monkeypatch):
+    """EnergyModel.evaluate (one pass and chunks) and a spin model's equal the slot-by-slot outputs; the shared
+    path is taken."""
     from dpcore.descriptor import se_e2_a_embed
-    from dpcore.descriptor.tabulate import compress_model
 
     model = make_model(descriptor={"sel": [24, 30], "rcut": 3.6})
-    if compress:
-        model = compress_model(model, 0.9)
     coord, atype, box = random_system(natoms=16, nframes=2, box_len=6.0, seed=4)
     calls = []
     contract = se_e2_a_embed.shared_contract
@@ -154,6 +150,26 @@ def test_models_evaluate_with_shared_inputs(monkeypatch, compress):
         assert_same(g, model.evaluate(coord, atype, box, backend="numpy", atomic=True, chunk_size=c))
     assert_same(got_spin, spin.evaluate(scoord, satype, sspin, sbox, backend="numpy", atomic=True))
     assert not calls
+
+
+def test_compressed_tables_share_under_a_compiler_only():
+    """A compressed model's tables give the slot-by-slot outputs from shared inputs (as a compiled backend
+    prepares them); an eager backend's preparation does not share tables (module note in dpcore.pair_share)."""
+    from dpcore.descriptor.tabulate import compress_model
+    from dpcore.infer.inputs import prepare
+
+    model = compress_model(make_model(descriptor={"sel": [24, 30], "rcut": 3.6}), 0.9)
+    coord, atype, box = random_system(natoms=16, nframes=2, box_len=6.0, seed=4)
+    inputs, blocks, _ = prepare(model, coord, atype, box)
+    be = get_backend("numpy")
+    trim = be.slot_trim(model.config)
+    blocks = trim(blocks, inputs["nlist_mask"])
+    assert trim.share(inputs, blocks, model.params["descriptor"]) is inputs
+    compiled = SlotTrim(model.config["descriptor"], True)
+    shared = compiled.share(inputs, blocks, model.params["descriptor"])
+    check_indices(model, inputs, shared, blocks)
+    assert_same(be.model_forward(model.config, model.params, shared, blocks, atomic_virial=True),
+                be.model_forward(model.config, model.params, inputs, blocks, atomic_virial=True))
 
 
 def test_compiled_sizes_have_headroom_and_only_grow():
