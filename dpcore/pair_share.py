@@ -51,10 +51,20 @@ def symmetric_sections(davg, dstd, sec) -> bool:
 
 def _group(keys: np.ndarray):
     """Rows of ``keys`` (n, k) int64 -> (first row of each distinct key (m,), group of every row (n,))."""
-    order = np.lexsort(keys.T[::-1])
-    ordered = keys[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    low = keys.min(axis=0, initial=0)
+    span = keys.max(axis=0, initial=0) - low + 1
+    new = np.ones(len(keys), dtype=bool)
+    if float(np.prod(span.astype(np.float64))) < 2.0**62:  # one mixed-radix code per row: one sort
+        code = np.zeros(len(keys), dtype=np.int64)
+        for column, base in zip((keys - low).T, span):
+            code = code * base + column
+        order = np.argsort(code, kind="stable")
+        ordered = code[order]
+        new[1:] = ordered[1:] != ordered[:-1]
+    else:
+        order = np.lexsort(keys.T[::-1])
+        ordered = keys[order]
+        new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
     group = np.empty(len(order), dtype=np.int64)
     group[order] = np.cumsum(new) - 1
     return order[new], group

@@ -209,3 +209,17 @@ def test_embedding_with_slope_matches_the_net_and_its_derivative(compute):
             assert np.abs(dy - fd).max() <= 1e-8 * np.abs(fd).max()
         else:
             assert np.abs(dy - embedding_with_slope(net, x, "tanh")[1]).max() <= 1e-5 * np.abs(dy).max()
+
+
+def test_grouping_of_key_rows_both_ways():
+    """Equal key rows get one group, numbered in key order, the first row of each group its representative:
+    through one mixed-radix code, and through a sort of the rows when the code would overflow."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(-3, 4, (500, 6))
+    for scale in (1, 2**40):  # 2**40 in two columns: no 63-bit code, the row sort
+        keys = base.copy()
+        keys[:, 1:3] *= scale
+        first, group = pair_share._group(keys)
+        distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+        assert np.array_equal(group, inverse.reshape(-1)) and np.array_equal(keys[first], distinct)
+        assert np.array_equal(first, [np.flatnonzero(group == g)[0] for g in range(len(first))])
