@@ -17,7 +17,8 @@ neighbour block without forming ``G``); the nets stay in ``params``.
 
 Type blocks carrying used section widths (:mod:`dpcore.slot_trim`) run the net or table on the used slots of
 each (centre block, neighbour section) only and add the trimmed empty slots' constant contribution once
-(:mod:`dpcore.descriptor.se_e2_a_embed`).
+(:mod:`dpcore.descriptor.se_e2_a_embed`).  With the indices of :mod:`dpcore.pair_share` in ``pairs`` the net of a
+block runs once per distinct input (both ends of a same-type pair, a column of empty slots).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The embedding of one se_e2_a (centre block, neighbour section): ``R~^T G`` from the section's net, or from its
 table in a compressed model, on the used slots only (:mod:`dpcore.slot_trim`), with the trimmed empty slots'
-constant contribution added once; and its backward to the environment rows.  :mod:`dpcore.descriptor.se_e2_a`
+constant contribution added once, or once per distinct input (:mod:`dpcore.pair_share`); and its backward to the
+environment rows.  :mod:`dpcore.descriptor.se_e2_a`
 runs it per block."""
 
 from __future__ import annotations
