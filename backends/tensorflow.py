@@ -24,7 +24,7 @@ _load_framework("tensorflow")  # quiet, and refused where it would crash the pro
 import tensorflow as tf  # noqa: E402
 
 from . import tf_namespace
-from dpcore.xp import register_namespace
+from dpcore.xp import gather_rows, gather_rows_vjp, namespace_name, register_gather_rows, register_namespace
 
 from .base import Backend
 from .registry import info as backend_info
@@ -50,6 +50,21 @@ def tf_device_name(device) -> str | None:
 
 def _differentiable(leaf) -> bool:
     return isinstance(leaf, _ARRAY_TYPES) and leaf.dtype.is_floating
+
+
+def _gather_rows(x, index, inverse):
+    """dpcore.xp.gather_rows with its gradient by gathers at ``inverse``: TensorFlow's gradient of a gather is a
+    segment sum, which XLA on CPU runs as a loop over its rows (see backends/jax.py)."""
+
+    @tf.custom_gradient
+    def gather(x):
+        return gather_rows(tf_namespace, x, index), lambda gy: gather_rows_vjp(tf_namespace, gy, index.shape.rank - 1,
+                                                                           inverse)
+
+    return gather(x)
+
+
+register_gather_rows(namespace_name(tf_namespace), _gather_rows)
 
 
 class TensorFlowBackend(Backend):

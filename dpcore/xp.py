@@ -85,8 +85,47 @@ def scatter_to_atoms(xp, values, index, natoms: int):
     return xp.reshape(flat, (nf, natoms, c))
 
 
-def gather_rows(xp, x, index):
-    """Per-frame gather: x (nf, n, *rest), index (nf, *idx_shape) in [0, n) -> (nf, *idx_shape, *rest)."""
+_GATHERS: dict = {}  # namespace name -> gather_rows(x, index, inverse) whose transpose is a gather
+
+
+def register_gather_rows(name: str, fn) -> None:
+    """Give namespace ``name`` (:func:`namespace_name`) a :func:`gather_rows` with a known ``inverse``: a backend
+    whose autodiff turns the transpose of a gather into a scatter that is slow (XLA on CPU expands every scatter
+    into a loop over its rows) transposes it by gathers instead.  Registered by the backend adapters."""
+    _GATHERS[name] = fn
+
+
+def gather_rows(xp, x, index, inverse=None):
+    """Per-frame gather: x (nf, n, *rest), index (nf, *idx_shape) in [0, n) -> (nf, *idx_shape, *rest).
+
+    ``inverse`` (nf, n, K), optional: for every row of ``x`` the flat positions of ``index`` (in [0, m),
+    ``m = prod(idx_shape)``) that read it, padded with ``m``.  A position missing from it must receive a zero
+    cotangent (the caller masks it).  Backends with a registered gather (:func:`register_gather_rows`) then
+    differentiate by gathering the cotangent at ``inverse``; the others ignore it.
+    """
+    if inverse is not None:
+        native = _GATHERS.get(namespace_name(xp))
+        if native is not None:
+            return native(x, index, inverse)
+    return _gather(xp, x, index)
+
+
+def gather_rows_vjp(xp, gy, idx_ndim: int, inverse):
+    """The cotangent of ``x`` (nf, n, *rest) in :func:`gather_rows` from the output's ``gy``
+    (nf, *idx_shape, *rest), ``idx_ndim = len(idx_shape)``, by ``K`` gathers at ``inverse`` (nf, n, K): the
+    backward of the registered gathers, written once for every namespace."""
+    nf = gy.shape[0]
+    rest = tuple(gy.shape[1 + idx_ndim:])
+    flat = xp.reshape(gy, (nf, -1) + rest)
+    padded = xp.concat([flat, xp.zeros_like(flat[:, :1])], axis=1)  # position m: a zero row
+    gx = None
+    for k in range(inverse.shape[2]):
+        part = _gather(xp, padded, inverse[:, :, k])
+        gx = part if gx is None else gx + part
+    return gx
+
+
+def _gather(xp, x, index):
     nf, n = x.shape[0], x.shape[1]
     rest = tuple(x.shape[2:])
     idx_shape = tuple(index.shape[1:])

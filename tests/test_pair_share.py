@@ -48,8 +48,11 @@ def normalised_inputs(model, inputs):
 
 
 def check_indices(model, inputs, shared, blocks):
-    """Every slot's distinct input holds the slot's own number, bit for bit; returns (slots, distinct) per block."""
+    """Every real slot's distinct input holds the slot's own number, bit for bit, empty slots have none, and the
+    inverses list exactly the slots of each input and the input reading each slot; returns (used slots, real
+    slots, distinct inputs) per block."""
     s = normalised_inputs(model, inputs)
+    mask = inputs["nlist_mask"]
     sec = np.cumsum([0] + list(model.config["descriptor"]["sel"]))
     counts = {}
     for tc, start, stop, widths in blocks:
@@ -57,13 +60,25 @@ def check_indices(model, inputs, shared, blocks):
             if w == 0:
                 assert pair_share.key("src", tc, tn) not in shared
                 continue
-            src, dst = shared[pair_share.key("src", tc, tn)], shared[pair_share.key("dst", tc, tn)]
+            src, dst, slots, reader = (shared[pair_share.key(p, tc, tn)] for p in pair_share.PARTS)
             block = s[:, start:stop, sec[tn] : sec[tn] + w].reshape(s.shape[0], -1)
-            assert dst.shape == block.shape and src.shape[0] == block.shape[0]
+            real = mask[:, start:stop, sec[tn] : sec[tn] + w].reshape(s.shape[0], -1)
+            n = block.shape[1]
+            assert dst.shape == block.shape and reader.shape == block.shape + (1,)
+            assert src.shape[:2] == slots.shape[:2] and src.shape[0] == block.shape[0]
             for f in range(block.shape[0]):
-                assert np.array_equal(block[f, src[f][dst[f]]], block[f])  # same input, exactly
-                assert set(np.unique(dst[f])) == set(range(dst[f].max() + 1))  # every distinct input is used
-            counts[(tc, tn)] = (block.shape[1], int(dst.max()) + 1)
+                assert np.array_equal(dst[f] >= 0, real[f])
+                used = int(dst[f].max(initial=-1)) + 1
+                assert np.array_equal(block[f, src[f][dst[f][real[f]]]], block[f, real[f]])  # same input, exactly
+                assert set(np.unique(dst[f][real[f]])) == set(range(used))  # every distinct input is used
+                for u in range(src.shape[1]):  # the inverses
+                    listed = sorted(x for x in slots[f, u] if x < n)
+                    assert listed == sorted(np.flatnonzero(dst[f] == u)) if u < used else listed == []
+                assert np.array_equal(reader[f, :, 0][src[f][:used]], np.arange(used))
+                others = np.ones(n, dtype=bool)
+                others[src[f][:used]] = False
+                assert np.all(reader[f, others, 0] == src.shape[1])
+            counts[(tc, tn)] = (n, int(real.sum(axis=1).max()), int(dst.max()) + 1)
     return counts
 
 
@@ -77,18 +92,13 @@ def test_water_same_type_pairs_run_once():
     atype = np.loadtxt(WATER / "type.raw", dtype=np.int64)
     inputs, shared, blocks = shared_inputs(model, coord, atype, box)
     counts = check_indices(model, inputs, shared, blocks)
-    mask = inputs["nlist_mask"]
-    sec = np.cumsum([0] + list(model.config["descriptor"]["sel"]))
-    for tc, start, stop, widths in blocks:
-        for tn, w in enumerate(widths):
-            slots, distinct = counts[(tc, tn)]
-            real = int(mask[:, start:stop, sec[tn] : sec[tn] + w].sum())
-            if tc == tn:  # every pair listed from both ends (no sel overflow here)
-                assert distinct <= real // 2 + w, (tc, tn, slots, real, distinct)
-            else:
-                assert real < distinct <= real + w
-    slots, distinct = (sum(c[i] for c in counts.values()) for i in (0, 1))
-    assert distinct < 0.65 * slots  # 60% of the slots share (module docstring)
+    for (tc, tn), (slots, real, distinct) in counts.items():
+        if tc == tn:  # every pair listed from both ends (no sel overflow here)
+            assert distinct == real // 2, (tc, tn, slots, real, distinct)
+        else:
+            assert distinct == real
+    slots, distinct = (sum(c[i] for c in counts.values()) for i in (0, 2))
+    assert distinct < 0.66 * slots  # the net runs on 64% of the used slots (module docstring)
 
 
 def test_system_cases_indices_and_outputs():
@@ -96,8 +106,11 @@ def test_system_cases_indices_and_outputs():
     pair listed from one end only), chunks of centres: the indices hold each slot's own input and the outputs
     equal the slot-by-slot ones."""
     be = get_backend("numpy")
-    for sel, box_len, seed in (([24, 30], 6.0, 4), ([3, 5], 6.0, 5), ([40, 60], 3.2, 6)):
-        model = make_model(descriptor={"sel": sel, "rcut": 3.6})
+    cases = (([24, 30], 6.0, 4, {}), ([3, 5], 6.0, 5, {}), ([40, 60], 3.2, 6, {}),
+             ([24, 30], 6.0, 4, {"exclude_types": [[0, 1]]}), ([24, 30], 6.0, 4, {"exclude_types": [[0, 0]]}),
+             ([24, 30], 6.0, 4, {"type_one_side": True}))
+    for sel, box_len, seed, extra in cases:
+        model = make_model(descriptor={"sel": sel, "rcut": 3.6, **extra})
         coord, atype, box = random_system(natoms=16, nframes=2, box_len=box_len, seed=seed)
         inputs, shared, blocks = shared_inputs(model, coord, atype, box)
         check_indices(model, inputs, shared, blocks)
@@ -120,10 +133,7 @@ def test_statistics_that_vary_by_slot_share_no_pairs():
     inputs, shared, blocks = shared_inputs(model, coord, atype, box)
     assert not pair_share.symmetric_sections(davg, model.params["descriptor"]["dstd"], [0, 24, 54])
     counts = check_indices(model, inputs, shared, blocks)
-    mask = inputs["nlist_mask"]
-    tc, start, stop, widths = blocks[0]
-    real_per_frame = mask[:, start:stop, : widths[0]].reshape(2, -1).sum(axis=1)
-    assert counts[(tc, 0)][1] >= real_per_frame.max()  # every real slot its own input
+    assert all(real == distinct for slots, real, distinct in counts.values())  # every real slot its own input
     be = get_backend("numpy")
     assert_same(be.model_forward(model.config, model.params, shared, blocks, atomic_virial=True),
                 be.model_forward(model.config, model.params, inputs, blocks, atomic_virial=True))
@@ -189,6 +199,7 @@ def test_compiled_sizes_have_headroom_and_only_grow():
             need = int(dst[k].max()) + 1
             assert v.shape[1] >= min(need * pair_share.HEADROOM, dst[k].shape[1]) - 1e-9
             assert v.shape[1] % pair_share.QUANTUM == 0 or v.shape[1] == dst[k].shape[1]
+            assert shared[k.replace("src", "slots")].shape[1] == v.shape[1]
         sizes.append({k: v.shape[1] for k, v in src.items()})
     assert all(sizes[i][k] <= sizes[i + 1][k] for i in range(2) for k in sizes[i])
     assert sizes[2] == sizes[1]  # the first frame again: the same compiled shapes

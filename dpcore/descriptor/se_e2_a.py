@@ -245,9 +245,11 @@ def forward(cfg, params, rij, pairs, blocks=None):
             if emb is None:
                 return None
             width = widths[tc][tn] if tc in widths else r.shape[2]
-            share = (pairs.get(pair_share.key("src", tc, tn)), pairs.get(pair_share.key("dst", tc, tn)))
-            return embed_mod.embed_contract(emb, r, width, embed_mod.empty_rows(params, tc, sec, tn, width),
-                                            share if tc in widths and share[0] is not None else None)
+            share = None
+            if tc in widths and pair_share.key("src", tc, tn) in pairs:
+                share = tuple(pairs[pair_share.key(part, tc, tn)] for part in pair_share.PARTS)
+                share += (embed_mod.column_rows(params, tc, sec, tn, width),)
+            return embed_mod.embed_contract(emb, r, width, embed_mod.empty_rows(params, tc, sec, tn, width), share)
 
         if cfg["type_one_side"] and blocks is None:
             res = embed(0, Rt)

@@ -70,6 +70,13 @@ def embedding(cfg, params, tc: int, tn: int, compute):
     return None if net is None else Net(net, cfg["activation_function"], compute)
 
 
+def column_rows(params, tc: int, sec, tn: int, width: int):
+    """Normalised rows ``-davg/dstd`` (width, 4) of an empty slot in each of the first ``width`` columns of
+    section ``tn`` for centre type ``tc``."""
+    lo = sec[tn]
+    return -params["davg"][tc, lo:lo + width, :] / params["dstd"][tc, lo:lo + width, :]
+
+
 def empty_rows(params, tc: int, sec, tn: int, width: int):
     """Normalised rows ``-davg/dstd`` (n_empty, 4) of the slots ``width:`` of section ``tn`` for centre type
     ``tc``, empty for every atom of the block (None when none are trimmed)."""
@@ -79,38 +86,54 @@ def empty_rows(params, tc: int, sec, tn: int, width: int):
     return -params["davg"][tc, lo:hi, :] / params["dstd"][tc, lo:hi, :]
 
 
-def shared_contract(emb, r, share):
+def shared_contract(emb, r, share, columns):
     """``R~^T G`` (nf, nb, 4, ng) of rows r (nf, nb, w, 4) with the net run once per distinct input
-    (:mod:`dpcore.pair_share`): ``share = (src (nf, U), dst (nf, nb * w))``.  The cache keeps ``G`` of every slot
-    and the slopes ``dG/ds`` of the distinct inputs."""
+    (:mod:`dpcore.pair_share`): ``share = (src, dst, slots, reader)`` of the block; ``columns`` (w, 4): the rows
+    ``-davg/dstd`` of the empty slots of each column, whose net values ``G_e`` (w, ng) enter through small
+    products with the empty-slot mask (no select over the slots)."""
     xp = namespace(r)
-    src, dst = share
+    src, dst, slots, reader = share
     nf, nb, w = r.shape[0], r.shape[1], r.shape[2]
-    x = gather_rows(xp, xp.reshape(r[..., 0:1], (nf, nb * w, 1)), src)  # (nf, U, 1)
-    G_u, slope_u = emb.values_and_slope(x)
-    G = xp.reshape(gather_rows(xp, G_u, dst), (nf, nb, w, G_u.shape[-1]))
-    return xp.matrix_transpose(r) @ G, (r, G, slope_u, dst)
+    x = gather_rows(xp, xp.reshape(r[..., 0:1], (nf, nb * w, 1)), src, reader)  # (nf, U, 1)
+    values, slopes = emb.values_and_slope(x)
+    G_e, slope_e = emb.values_and_slope(columns[:, 0:1])  # (w, ng)
+    real = xp.astype(xp.reshape(dst >= 0, (nf, nb, w)), r.dtype)
+    index = xp.where(dst >= 0, dst, xp.zeros_like(dst))  # empty slots read input 0, masked out
+
+    def to_slots(per_input):
+        return xp.reshape(gather_rows(xp, per_input, index, slots), (nf, nb, w, per_input.shape[-1]))
+
+    G = to_slots(values)
+    empty = 1.0 - real
+    # empty slots: sum_c (1 - real_c) columns_c^T G_e[c] = (1 - real) @ M, M[c] = columns_c^T G_e[c] (w, 4 * ng)
+    M = xp.reshape(columns[:, :, None] * G_e[:, None, :], (w, -1))
+    A = xp.matrix_transpose(r * real[..., None]) @ G + xp.reshape(empty @ M, (nf, nb, 4, G.shape[-1]))
+    return A, (r, real, G, lambda: to_slots(slopes), columns, G_e, slope_e)
 
 
 def shared_contract_vjp(gA, cache):
     """``dE/dr`` (nf, nb, w, 4) of :func:`shared_contract`: through ``r`` and, slot by slot, through ``s = r[..., 0]``
-    with the slope of the slot's distinct input."""
+    with the slope of the slot's input (of its column for an empty slot)."""
     xp = namespace(gA)
-    r, G, slope_u, dst = cache
-    gr = G @ xp.matrix_transpose(gA)  # (..., w, 4)
-    slope = xp.reshape(gather_rows(xp, slope_u, dst), tuple(G.shape))
-    gs = xp.sum((r @ gA) * slope, axis=-1)[..., None]  # dE/ds per slot
+    r, real, G, slope, columns, G_e, slope_e = cache
+    empty = 1.0 - real
+    gr_real = G @ xp.matrix_transpose(gA)  # (nf, nb, w, 4)
+    gr_empty = xp.matrix_transpose(gA @ xp.matrix_transpose(G_e))  # (nf, nb, w, 4): G_e[c] @ gA^T
+    gr = real[..., None] * gr_real + empty[..., None] * gr_empty
+    gs_real = xp.sum((r @ gA) * slope(), axis=-1)  # dE/ds per slot
+    gs_empty = xp.sum(xp.matrix_transpose(gA @ xp.matrix_transpose(slope_e)) * columns, axis=-1)  # (nf, nb, w)
+    gs = (real * gs_real + empty * gs_empty)[..., None]
     return gr + xp.concat([gs, xp.zeros_like(gr[..., 1:])], axis=-1)
 
 
 class _Shared:
     """The contraction of a block whose slots share embedding inputs (:func:`shared_contract`)."""
 
-    def __init__(self, emb, share):
-        self.emb, self.share = emb, share
+    def __init__(self, emb, share, columns):
+        self.emb, self.share, self.columns = emb, share, columns
 
     def contract(self, r):
-        return shared_contract(self.emb, r, self.share)
+        return shared_contract(self.emb, r, self.share, self.columns)
 
     def contract_vjp(self, gA, cache):
         return shared_contract_vjp(gA, cache)
@@ -123,11 +146,12 @@ def embed_contract(emb, r, width: int, empty, share=None):
     """``R~^T G`` (nf, nb, 4, ng) of a (centre block, neighbour section) ``r`` (nf, nb, sel_t, 4), the embedding
     ``emb`` run on the first ``width`` slots only; ``empty`` (n_empty, 4): the rows of the trimmed slots (or
     None), whose constant contribution (an empty slot still counts, as in DeePMD-kit) is added once.
-    ``share``: the (src, dst) indices of :mod:`dpcore.pair_share` for those ``width`` slots, or None."""
+    ``share``: the (src, dst, slots, reader) indices of :mod:`dpcore.pair_share` for those ``width`` slots and the
+    rows (width, 4) of their empty slots, or None."""
     xp = namespace(r)
     At, inner = None, None
     if share is not None and width > 0:
-        emb = _Shared(emb, share)
+        emb = _Shared(emb, share[:4], share[4])
     if width > 0 or empty is None:
         At, inner = emb.contract(r if width == r.shape[2] else r[:, :, :width, :])
     if empty is not None:
