@@ -108,6 +108,16 @@ def _dense(xp, x, w):
     return xp.reshape(xp.reshape(x, (-1, x.shape[-1])) @ w, lead + (w.shape[-1],))
 
 
+def _in_compute(xp, layer, inputs, compute):
+    """``(inputs, w, b, idt)`` of a layer, cast to the mixed-precision ``compute`` dtype (unchanged if None)."""
+    w, b, idt = layer["w"], layer.get("b"), layer.get("idt")
+    if compute is None:
+        return tuple(inputs), w, b, idt
+    cd = dtype_of(xp, compute)
+    cast = [None if a is None else xp.astype(a, cd) for a in (w, b, idt)]
+    return tuple(xp.astype(a, cd) for a in inputs), *cast
+
+
 def layer_forward(layer, x, activation, resnet: bool, compute=None):
     """One dense layer: x (..., n_in) -> y (..., n_out) and a cache for :func:`layer_vjp`.
 
@@ -116,13 +126,7 @@ def layer_forward(layer, x, activation, resnet: bool, compute=None):
     activated output is cast back to ``x``'s dtype (the "output precision") before the residual sum.
     """
     xp = namespace(x)
-    w, b, idt = layer["w"], layer.get("b"), layer.get("idt")
-    xin = x
-    if compute is not None:
-        cd = dtype_of(xp, compute)
-        xin, w = xp.astype(x, cd), xp.astype(w, cd)
-        b = None if b is None else xp.astype(b, cd)
-        idt = None if idt is None else xp.astype(idt, cd)
+    (xin,), w, b, idt = _in_compute(xp, layer, (x,), compute)
     z = _dense(xp, xin, w)
     if b is not None:
         z = z + b
@@ -189,13 +193,7 @@ def embedding_with_slope(net, x, activation: str, compute=None):
     act = get_activation(activation)
     dx = xp.ones_like(x)
     for layer in _layers(net):
-        w, b, idt = layer["w"], layer.get("b"), layer.get("idt")
-        xin, din = x, dx
-        if compute is not None:
-            cd = dtype_of(xp, compute)
-            xin, din, w = xp.astype(x, cd), xp.astype(dx, cd), xp.astype(w, cd)
-            b = None if b is None else xp.astype(b, cd)
-            idt = None if idt is None else xp.astype(idt, cd)
+        (xin, din), w, b, idt = _in_compute(xp, layer, (x, dx), compute)
         z = _dense(xp, xin, w)
         if b is not None:
             z = z + b

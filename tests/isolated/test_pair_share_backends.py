@@ -4,8 +4,11 @@ of a loss on energy, forces and virial (what a training step differentiates, thr
 inputs).  NumPy: tests/test_pair_share.py."""
 
 import numpy as np
+import pytest
 
 from helpers import make_model, random_system
+from helpers.compare import assert_close as _assert_close
+from helpers.compare import flat
 from helpers.isolation import backend_under_test, import_framework
 
 BACKENDS = ("torch", "jax", "tensorflow", "paddle")
@@ -15,20 +18,8 @@ import_framework(BACKEND)
 TOL = 1e-12  # relative to the largest |value| of each output or gradient (float64)
 
 
-def flat(tree, prefix=""):
-    if isinstance(tree, dict):
-        return {k: v for key, sub in tree.items() for k, v in flat(sub, f"{prefix}/{key}").items()}
-    return {prefix: np.asarray(tree, dtype=np.float64)}
-
-
 def assert_close(got: dict, ref: dict):
-    assert set(got) == set(ref)
-    for key, want in ref.items():
-        scale = max(float(np.abs(want).max(initial=0.0)), 1e-300)
-        assert float(np.abs(got[key] - want).max(initial=0.0)) <= TOL * scale, key
-
-
-import pytest
+    _assert_close(got, ref, TOL)
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["nets", "tables"])

@@ -6,6 +6,8 @@ embedding nets).  NumPy: tests/test_slot_trim.py."""
 import numpy as np
 
 from helpers import make_model, random_system
+from helpers.compare import assert_close as _assert_close
+from helpers.compare import flat
 from helpers.isolation import backend_under_test, import_framework
 
 BACKENDS = ("torch", "jax", "tensorflow", "paddle")
@@ -15,17 +17,8 @@ import_framework(BACKEND)
 TRIM_TOL = 1e-12  # relative to the largest |value| of each output or gradient (float64)
 
 
-def flat(tree, prefix=""):
-    if isinstance(tree, dict):
-        return {k: v for key, sub in tree.items() for k, v in flat(sub, f"{prefix}/{key}").items()}
-    return {prefix: np.asarray(tree, dtype=np.float64)}
-
-
 def assert_close(got: dict, ref: dict):
-    assert set(got) == set(ref)
-    for key, want in ref.items():
-        scale = max(float(np.abs(want).max(initial=0.0)), 1e-300)
-        assert float(np.abs(got[key] - want).max(initial=0.0)) <= TRIM_TOL * scale, key
+    _assert_close(got, ref, TRIM_TOL)
 
 
 def test_trimmed_sections_same_outputs_and_parameter_gradients():
