@@ -112,8 +112,15 @@ def block_share(mask, owner, shift, centre, same_type: bool):
     same-type pairs share, else 1)."""
     nb, w = mask.shape
     real = np.flatnonzero(mask.reshape(-1))
-    centres = np.repeat(np.asarray(centre, dtype=np.int64), w)[real]
+    centre = np.asarray(centre, dtype=np.int64)
+    centres = np.repeat(centre, w)[real]
     keys = pair_keys(owner.reshape(-1)[real], shift.reshape(-1, 3)[real], centres, same_type)
+    repeated = np.ones(nb, dtype=bool)  # a centre listed again (the padding rows of a chunk of centres)
+    repeated[np.unique(centre, return_index=True)[1]] = False
+    again = np.repeat(repeated, w)[real]
+    if np.any(again):  # its slots keep inputs of their own: at most two slots per input
+        keys[again] = 0
+        keys[again, 0] = -1 - real[again]
     first, group = _group(keys)
     dst = np.full(nb * w, -1, dtype=np.int64)
     dst[real] = group

@@ -234,3 +234,15 @@ def test_grouping_of_key_rows_both_ways():
         distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
         assert np.array_equal(group, inverse.reshape(-1)) and np.array_equal(keys[first], distinct)
         assert np.array_equal(first, [np.flatnonzero(group == g)[0] for g in range(len(first))])
+
+
+def test_a_centre_listed_twice_keeps_two_slots_per_input():
+    """A chunk of centres padded with a repeated centre (dpcore.infer.chunked): the repeated row's slots keep
+    inputs of their own, so no input has more than the two slots of a pair."""
+    mask = np.array([[True, True], [True, False], [True, True]])
+    owner = np.array([[1, 2], [0, 0], [1, 2]])  # rows: centre 0, centre 1, centre 0 again
+    shift = np.zeros((3, 2, 3))
+    src, dst, slots = pair_share.block_share(mask, owner, shift, [0, 1, 0], same_type=True)
+    assert slots.shape[1] == 2
+    assert dst[0] == dst[2] and dst[0] not in (dst[4], dst[5])  # 0-1 from both ends; the repeat apart
+    assert len(src) == 4 and sorted(dst[mask.reshape(-1)]) == sorted([0, 0, 1, 2, 3])
