@@ -21,7 +21,7 @@ slots, ``U`` inputs):
 * ``share_reader_{tc}_{tn}`` (nf, S, 1) int64: the input that reads each slot, or ``U``.
 
 The last two are the inverses of the two gathers, so that backends whose transpose of a gather is a slow
-scatter differentiate them by gathers (:func:`dpcore.xp.gather_rows`).  The descriptor gathers the inputs at
+scatter differentiate them by gathers (``gather_rows`` of :mod:`dpcore.xp`).  The descriptor gathers the inputs at
 ``src``, runs the net with its slope (:func:`dpcore.network.embedding_with_slope`) and gathers ``G`` and
 ``dG/ds`` back to the slots at ``dst``: each slot keeps its own gradient, so forces, virial and per-atom virial
 are those of the slot-by-slot computation.  Under a compiled backend ``U`` is rounded up with :data:`HEADROOM`

@@ -117,11 +117,13 @@ def shared_contract_vjp(gA, cache):
     xp = namespace(gA)
     r, real, G, slope, columns, G_e, slope_e = cache
     empty = 1.0 - real
+    w = G_e.shape[0]
     gr_real = G @ xp.matrix_transpose(gA)  # (nf, nb, w, 4)
-    gr_empty = xp.matrix_transpose(gA @ xp.matrix_transpose(G_e))  # (nf, nb, w, 4): G_e[c] @ gA^T
-    gr = real[..., None] * gr_real + empty[..., None] * gr_empty
+    # empty slots, one product: [G_e[c] @ gA^T | slope_e[c] @ gA^T] (nf, nb, 2w, 4)
+    per_column = xp.matrix_transpose(gA @ xp.matrix_transpose(xp.concat([G_e, slope_e], axis=0)))
+    gr = real[..., None] * gr_real + empty[..., None] * per_column[:, :, :w, :]
     gs_real = xp.sum((r @ gA) * slope(), axis=-1)  # dE/ds per slot
-    gs_empty = xp.sum(xp.matrix_transpose(gA @ xp.matrix_transpose(slope_e)) * columns, axis=-1)  # (nf, nb, w)
+    gs_empty = xp.sum(per_column[:, :, w:, :] * columns, axis=-1)  # (nf, nb, w)
     gs = (real * gs_real + empty * gs_empty)[..., None]
     return gr + xp.concat([gs, xp.zeros_like(gr[..., 1:])], axis=-1)
 
