@@ -51,7 +51,7 @@ def test_shared_inputs_same_outputs_and_parameter_gradients(compress):
             return xp.sum(out["energy"]) + 3.0 * xp.sum(out["force"] ** 2) + 0.1 * xp.sum(out["virial"] ** 2)
 
         outs = {}
-        for mode in ("analytic", "autodiff"):
+        for mode in ("analytic",) if compress else ("analytic", "autodiff"):  # (tables: CI time)
             out = be.model_forward(model.config, params, x, blocks, atomic_virial=True, force_mode=mode)
             outs.update({f"{mode}/{k}": np.asarray(be.to_numpy(v), dtype=np.float64) for k, v in out.items()})
         value, (grad,) = be.jit(be.value_and_grad(loss))(params)  # (jax: eager is slow)
