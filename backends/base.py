@@ -94,7 +94,9 @@ class Backend:
         key = json.dumps(cfg["descriptor"], sort_keys=True, default=repr)
         trims = self.__dict__.setdefault("_slot_trims", {})
         if key not in trims:
-            trims[key] = SlotTrim(cfg["descriptor"], bool(self.info is not None and self.info.jit_forward))
+            info = self.info
+            trims[key] = SlotTrim(cfg["descriptor"], bool(info is not None and info.jit_forward),
+                                  share_tables=bool(info is not None and info.xla_forward))
         return trims[key]
 
     def tree_asarray(self, tree):

@@ -140,11 +140,8 @@ class PairShare:
     docstring).  ``compiled``: ``U`` rounded up with :data:`HEADROOM` to a multiple of :data:`QUANTUM` and only
     grown, per (centre type, section, block rows, width)."""
 
-    def __init__(self, sec, compiled: bool, tables: bool = False):
-        # a compressed model's tables share only under a compiler: eagerly, the gathered coefficient rows and the
-        # Horner temporaries of the distinct inputs cost more than the slots saved (measured on the water frame:
-        # NumPy 163 against 145 ms, torch 188 against 133 ms; JAX 86 against 114 ms, TensorFlow 127 against 139 ms)
-        self.sec = None if tables and not compiled else sec
+    def __init__(self, sec, compiled: bool):
+        self.sec = sec  # None: nothing shared (no sections, or tables outside a fused forward: see SlotTrim)
         self.grown: dict | None = {} if compiled else None
 
     def _size(self, tag, need: int, slots: int) -> int:

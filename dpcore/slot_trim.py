@@ -45,20 +45,24 @@ def used_widths(nlist_mask, start: int, stop: int, sec) -> list[int]:
 
 class SlotTrim:
     """``trim(blocks, nlist_mask)``: the type blocks with the used width of each neighbour section;
-    ``trim.share(inputs, blocks, descriptor params)`` then adds the shared-input indices of :mod:`dpcore.pair_share`.
+    ``trim.share(inputs, blocks, descriptor params)`` then adds the shared-input indices of :mod:`dpcore.pair_share`
+    (for a compressed model's tables only with ``share_tables``, by default ``compiled``).
 
     ``compiled``: widths are multiples of :data:`COMPILED_QUANTUM` and never shrink for a centre type (a
     compiled forward is then reused frame after frame, and shape buckets share the widths).  Blocks of ``None``
     (atoms not type-sorted) and descriptors without sections are returned unchanged.
     """
 
-    def __init__(self, dcfg: dict, compiled: bool):
+    def __init__(self, dcfg: dict, compiled: bool, share_tables: bool | None = None):
         from .pair_share import PairShare
 
         self.sec = trimmable_sections(dcfg)
         self.quantum = COMPILED_QUANTUM if compiled else 1
         self.grown: dict | None = {} if compiled else None
-        self.share = PairShare(self.sec, compiled, bool(dcfg.get("compress")))  # shared embedding inputs
+        # shared embedding inputs; a compressed model's tables share where the forward is fused (default: compiled)
+        tables = bool(dcfg.get("compress"))
+        self.share = PairShare(self.sec if not tables or (compiled if share_tables is None else share_tables)
+                               else None, compiled)
 
     def __call__(self, blocks, nlist_mask):
         if self.sec is None or blocks is None:

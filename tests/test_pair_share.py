@@ -162,9 +162,10 @@ def test_models_evaluate_with_shared_inputs(monkeypatch):
     assert not calls
 
 
-def test_compressed_tables_share_under_a_compiler_only():
-    """A compressed model's tables give the slot-by-slot outputs from shared inputs (as a compiled backend
-    prepares them); an eager backend's preparation does not share tables (module note in dpcore.pair_share)."""
+def test_compressed_tables_share_in_fused_forwards_only():
+    """A compressed model's tables give the slot-by-slot outputs from shared inputs (as jax prepares them); the
+    backends whose forwards are not XLA programs do not share tables (registry ``xla_forward``, measured)."""
+    from dpcore.backends.registry import info
     from dpcore.descriptor.tabulate import compress_model
     from dpcore.infer.inputs import prepare
 
@@ -175,7 +176,10 @@ def test_compressed_tables_share_under_a_compiler_only():
     trim = be.slot_trim(model.config)
     blocks = trim(blocks, inputs["nlist_mask"])
     assert trim.share(inputs, blocks, model.params["descriptor"]) is inputs
-    compiled = SlotTrim(model.config["descriptor"], True)
+    assert info("jax").xla_forward and not any(info(b).xla_forward for b in ("numpy", "torch", "tensorflow", "paddle"))
+    graph = SlotTrim(model.config["descriptor"], True, share_tables=False)  # TensorFlow's graph forwards
+    assert graph.share(inputs, blocks, model.params["descriptor"]) is inputs
+    compiled = SlotTrim(model.config["descriptor"], True, share_tables=True)
     shared = compiled.share(inputs, blocks, model.params["descriptor"])
     check_indices(model, inputs, shared, blocks)
     assert_same(be.model_forward(model.config, model.params, shared, blocks, atomic_virial=True),
