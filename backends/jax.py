@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpcore.xp import register_gather_rows
+from dpcore.xp import gather_rows, gather_rows_vjp, register_gather_rows
 
 from .base import Backend
 from .registry import info as backend_info
@@ -100,23 +100,12 @@ def _pack(leaves):
     return jnp.concatenate([jnp.reshape(x, (-1,)) for x in leaves])
 
 
-def _rows(x, index):
-    """Per-frame gather of whole rows, indices in bounds (no fill-value select), from a materialised ``x``: the
-    barrier stops XLA fusing the producer of ``x`` into the gather, which would recompute it for every output
-    row (measured: the embedding net's slope recomputed for each neighbour slot)."""
-    nf, n = x.shape[0], x.shape[1]
-    rest = tuple(x.shape[2:])
-    flat = jnp.reshape(index + jnp.reshape(jnp.arange(nf, dtype=index.dtype) * n, (nf,) + (1,) * (index.ndim - 1)), (-1,))
-    out = jnp.take(jnp.reshape(jax.lax.optimization_barrier(x), (nf * n,) + rest), flat, axis=0, mode="clip")
-    return jnp.reshape(out, tuple(index.shape) + rest)
-
-
 @jax.custom_vjp
 def _gather_rows(x, index, inverse):
     """dpcore.xp.gather_rows with its transpose by gathers at ``inverse``: XLA on CPU expands the scatter that
     JAX's transpose of a gather would be into a loop over its rows (~0.4 us a row; 17% of a water training step
     with shared embedding inputs, dpcore/pair_share.py)."""
-    return _rows(x, index)
+    return gather_rows(jnp, x, index)
 
 
 def _gather_rows_fwd(x, index, inverse):
@@ -125,10 +114,7 @@ def _gather_rows_fwd(x, index, inverse):
 
 def _gather_rows_bwd(res, gy):
     index, inverse = res
-    nf = gy.shape[0]
-    rest = tuple(gy.shape[index.ndim:])
-    padded = jnp.concatenate([jnp.reshape(gy, (nf, -1) + rest), jnp.zeros((nf, 1) + rest, gy.dtype)], axis=1)
-    return sum(_rows(padded, inverse[:, :, k]) for k in range(inverse.shape[2])), None, None
+    return gather_rows_vjp(jnp, gy, index.ndim - 1, inverse), None, None
 
 
 _gather_rows.defvjp(_gather_rows_fwd, _gather_rows_bwd)

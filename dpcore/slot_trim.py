@@ -60,9 +60,8 @@ class SlotTrim:
         self.quantum = COMPILED_QUANTUM if compiled else 1
         self.grown: dict | None = {} if compiled else None
         # shared embedding inputs; a compressed model's tables share where the forward is fused (default: compiled)
-        tables = bool(dcfg.get("compress"))
-        self.share = PairShare(self.sec if not tables or (compiled if share_tables is None else share_tables)
-                               else None, compiled)
+        shares = not dcfg.get("compress") or (compiled if share_tables is None else share_tables)
+        self.share = PairShare(self.sec if shares else None, compiled)
 
     def __call__(self, blocks, nlist_mask):
         if self.sec is None or blocks is None:

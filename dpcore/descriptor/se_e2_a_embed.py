@@ -70,11 +70,14 @@ def embedding(cfg, params, tc: int, tn: int, compute):
     return None if net is None else Net(net, cfg["activation_function"], compute)
 
 
+def _empty_slot_rows(params, tc: int, lo: int, hi: int):
+    """Normalised rows ``-davg/dstd`` (hi - lo, 4) of empty slots ``lo:hi`` for centre type ``tc``."""
+    return -params["davg"][tc, lo:hi, :] / params["dstd"][tc, lo:hi, :]
+
+
 def column_rows(params, tc: int, sec, tn: int, width: int):
-    """Normalised rows ``-davg/dstd`` (width, 4) of an empty slot in each of the first ``width`` columns of
-    section ``tn`` for centre type ``tc``."""
-    lo = sec[tn]
-    return -params["davg"][tc, lo:lo + width, :] / params["dstd"][tc, lo:lo + width, :]
+    """The rows of an empty slot in each of the first ``width`` columns of section ``tn`` (width, 4)."""
+    return _empty_slot_rows(params, tc, sec[tn], sec[tn] + width)
 
 
 def empty_rows(params, tc: int, sec, tn: int, width: int):
@@ -83,7 +86,7 @@ def empty_rows(params, tc: int, sec, tn: int, width: int):
     lo, hi = sec[tn] + width, sec[tn + 1]
     if lo >= hi:
         return None
-    return -params["davg"][tc, lo:hi, :] / params["dstd"][tc, lo:hi, :]
+    return _empty_slot_rows(params, tc, lo, hi)
 
 
 def shared_contract(emb, r, share, columns):
