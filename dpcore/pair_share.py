@@ -59,7 +59,8 @@ def symmetric_sections(davg, dstd, sec) -> bool:
 
 
 def _group(keys: np.ndarray):
-    """Rows of ``keys`` (n, k) int64 -> (first row of each distinct key (m,), group of every row (n,))."""
+    """Rows of ``keys`` (n, k) int64 -> (first row of each distinct key (m,), group of every row (n,), the rows
+    sorted by group (n,), stable)."""
     low = keys.min(axis=0, initial=0)
     span = keys.max(axis=0, initial=0) - low + 1
     new = np.ones(len(keys), dtype=bool)
@@ -76,7 +77,7 @@ def _group(keys: np.ndarray):
         new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
     group = np.empty(len(order), dtype=np.int64)
     group[order] = np.cumsum(new) - 1
-    return order[new], group
+    return order[new], group, order
 
 
 def _positive(shift):
@@ -85,21 +86,17 @@ def _positive(shift):
     return (sx > 0) | ((sx == 0) & ((sy > 0) | ((sy == 0) & (sz > 0))))
 
 
-def pair_keys(owner, shift, centre, same_type: bool) -> np.ndarray:
-    """Key rows (n, 5) of the real slots of one frame's block: equal keys mean equal embedding inputs.
+def pair_keys(owner, shift, centre) -> np.ndarray:
+    """Key rows (n, 5) of the real slots of one frame's same-type block: equal keys mean equal embedding inputs.
 
     owner (n,) local index of each slot's neighbour, shift (n, 3) integer lattice shifts of the pairs, centre
-    (n,) local index of each slot's centre.  ``same_type``: ``(i, j, shift)`` in canonical order (the pair
-    from either end gives one key); else every slot its own key.
+    (n,) local index of each slot's centre.  The key is ``(i, j, shift)`` in canonical order, so the pair from
+    either end gives one key.
     """
-    n = len(owner)
-    keys = np.zeros((n, 5), dtype=np.int64)
-    if not same_type:
-        keys[:, 0] = np.arange(n)
-        return keys
     i, j = np.asarray(centre, dtype=np.int64), np.asarray(owner, dtype=np.int64)
     s = np.rint(shift).astype(np.int64)
     canon = (i < j) | ((i == j) & _positive(s))
+    keys = np.empty((len(i), 5), dtype=np.int64)
     keys[:, 0] = np.where(canon, i, j)
     keys[:, 1] = np.where(canon, j, i)
     keys[:, 2:] = np.where(canon[:, None], s, -s)
@@ -111,26 +108,26 @@ def block_share(mask, owner, shift, centre, same_type: bool):
     input, the input of every slot (-1: empty), the slots of each input (padded with ``nb*w``; K = 2 when
     same-type pairs share, else 1)."""
     nb, w = mask.shape
-    real = np.flatnonzero(mask.reshape(-1))
+    real = np.flatnonzero(mask)
+    dst = np.full(nb * w, -1, dtype=np.int64)
+    if not same_type:  # every real slot is an input of its own: no keys, no sort
+        dst[real] = np.arange(len(real))
+        return real, dst, real[:, None]
     centre = np.asarray(centre, dtype=np.int64)
-    centres = np.repeat(centre, w)[real]
-    keys = pair_keys(owner.reshape(-1)[real], shift.reshape(-1, 3)[real], centres, same_type)
+    keys = pair_keys(np.reshape(owner, -1)[real], np.reshape(shift, (-1, 3))[real], np.repeat(centre, w)[real])
     repeated = np.ones(nb, dtype=bool)  # a centre listed again (the padding rows of a chunk of centres)
     repeated[np.unique(centre, return_index=True)[1]] = False
     again = np.repeat(repeated, w)[real]
     if np.any(again):  # its slots keep inputs of their own: at most two slots per input
         keys[again] = 0
         keys[again, 0] = -1 - real[again]
-    first, group = _group(keys)
-    dst = np.full(nb * w, -1, dtype=np.int64)
+    first, group, order = _group(keys)
     dst[real] = group
-    k = 2 if same_type else 1
-    order = np.argsort(group, kind="stable")
     counts = np.bincount(group, minlength=len(first))
-    if counts.max(initial=0) > k:
-        raise AssertionError(f"pair sharing: an input shared by {counts.max()} slots (at most {k} expected)")
+    if counts.max(initial=0) > 2:
+        raise AssertionError(f"pair sharing: an input shared by {counts.max()} slots (at most 2 expected)")
     rank = np.arange(len(order)) - (np.cumsum(counts) - counts)[group[order]]
-    slots = np.full((len(first), k), nb * w, dtype=np.int64)
+    slots = np.full((len(first), 2), nb * w, dtype=np.int64)
     slots[group[order], rank] = real[order]
     return real[first], dst, slots
 

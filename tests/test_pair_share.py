@@ -234,10 +234,11 @@ def test_grouping_of_key_rows_both_ways():
     for scale in (1, 2**40):  # 2**40 in two columns: no 63-bit code, the row sort
         keys = base.copy()
         keys[:, 1:3] *= scale
-        first, group = pair_share._group(keys)
+        first, group, order = pair_share._group(keys)
         distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
         assert np.array_equal(group, inverse.reshape(-1)) and np.array_equal(keys[first], distinct)
         assert np.array_equal(first, [np.flatnonzero(group == g)[0] for g in range(len(first))])
+        assert np.array_equal(order, np.argsort(group, kind="stable"))
 
 
 def test_a_centre_listed_twice_keeps_two_slots_per_input():
