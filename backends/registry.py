@@ -26,8 +26,6 @@ class BackendInfo:
     xla_forward: the compiled model forwards are XLA programs, which fuse the coefficient gathers and Horner terms
         of a compressed model's tables: only there do the tables share inputs (:mod:`dpcore.pair_share`; measured
         on the water frame: jax 1.33x faster, TensorFlow's graph forwards 0.91x, the eager backends 0.65-0.79x);
-    prefetch: the training step is one call into compiled code that releases Python's lock, so the loop shapes
-        the next batch on a worker thread beside it when a core is free (:mod:`dpcore.train.prefetch`);
     step_jit: extra ``backend.jit`` arguments of the training and validation steps (TensorFlow with XLA,
         ``jit_compile``: 0.17 s/step against 0.29 s in graph mode on the water example, 2 cores);
     update_jit: extra arguments of the training step only (jax donates the replaced parameter and Adam
@@ -65,7 +63,6 @@ class BackendInfo:
     capabilities: dict
     jit_forward: bool = False
     xla_forward: bool = False
-    prefetch: bool = False
     step_jit: dict = field(default_factory=dict)
     update_jit: dict = field(default_factory=dict)
     unsafe_after: tuple = ()
@@ -99,7 +96,7 @@ BACKENDS = {
                          data_parallel={"processes": {"collective": "torch.distributed.all_reduce",
                                                       "transport": {"cpu": "gloo", "cuda": "nccl"}}}),
     "jax": BackendInfo("jax", "jax", "jax", "JAX", _caps(True, True, True, ["cpu", "gpu", "tpu"]),
-                       jit_forward=True, xla_forward=True, prefetch=True, update_jit={"donate_argnums": (0, 1)},
+                       jit_forward=True, xla_forward=True, update_jit={"donate_argnums": (0, 1)},
                        xla_flags=_XLA_CPU, xla_library=("jaxlib/libjax_common.so",),
                        compile_cache={"JAX_COMPILATION_CACHE_DIR": "{dir}",
                                       "JAX_COMPILATION_CACHE_MAX_SIZE": str(2 ** 31)},  # bytes, least recent evicted
@@ -108,7 +105,7 @@ BACKENDS = {
                                       "devices": {"collective": "jax.sharding, XLA all-reduce"}}),
     "tensorflow": BackendInfo(
         "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
-        jit_forward=True, prefetch=True, step_jit={"jit_compile": True},
+        jit_forward=True, step_jit={"jit_compile": True},
         xla_flags=_XLA_CPU, xla_library=("tensorflow/libtensorflow_framework.so.2",
                                                  "tensorflow/libtensorflow_cc.so.2"),
         compile_cache={"TF_XLA_FLAGS": "--tf_xla_persistent_cache_directory={dir}"},

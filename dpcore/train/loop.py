@@ -17,9 +17,8 @@ Spin models (``model.spin``, SPEC 7.1) train the same way: the batch becomes the
 input (virtual atoms at ``r + vs * s``, neighbour list per batch), the forward is
 :func:`dpcore.model.spin.forward` and the loss ``ener_spin``.
 
-Host work per step (neighbour list, cached per frame after the first epoch; pair data; used widths and
-shared inputs; conversion) is ~20-30 ms on the water example against ~300 ms of backend work: on jax and
-TensorFlow it runs on a worker thread beside the step when a core is free (:mod:`dpcore.train.prefetch`).
+Host work per step (a cached neighbour list, pair data, conversion) is ~2-3 ms on the water example,
+against ~150 ms of backend work, so pair data are not cached.
 
 ``lcurve.out`` (SPEC 12) gets a line at steps 1, disp_freq, 2 disp_freq, ...: training metrics of
 that step's batch (before the update) and validation metrics (after it, atom-weighted average over
@@ -54,7 +53,6 @@ from .mixed_precision import training_model_config, use_output_precision
 from .optim import adam_init
 from .progress import fmt_time, log_display
 from .params import leaves, merge_params, split_params, trainable_mask
-from .prefetch import BatchPrefetch, host_beside_step
 from .setup import (build_model_and_stats, check_training_section, is_spin, load_init_model, nlist_maker,
                     resolve_sel, steps_from_config)
 from .shards import WorkerSteps
@@ -189,11 +187,6 @@ class Trainer(WorkerSteps):
         self.shaper = BatchShaper(self.model, is_spin(self.model), buckets_for_run(
             tr.get("shape_buckets"), self.jitted, self.model.ntypes, self.train_s, self.valid_s, tr["disp_freq"],
             (w.rank, w.size) if w.kind == "processes" else None, w.size if w.kind == "devices" else 1), self.jitted)
-        # validation batches are shaped by their own shaper (grow-only widths): the training batches may be shaped
-        # on the worker thread of the prefetch meanwhile
-        self.valid_shaper = BatchShaper(self.model, is_spin(self.model), self.shaper.buckets, self.jitted)
-        self.prefetch = (BatchPrefetch(self.train_s, self.shaper)
-                         if w.kind != "processes" and host_beside_step(be.info) else None)
         self.steps = StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
                                                                 tr.get("gradient_max_norm"), forward, self.lr_scale),
                                 ("step", json.dumps(cfg["optimizer"], sort_keys=True),
@@ -209,18 +202,9 @@ class Trainer(WorkerSteps):
     def _scalar(self, x, dtype):
         return self.backend.asarray(np.asarray(x, dtype=dtype)) if self.jitted else x
 
-    def _to_backend(self, batch, shaper=None):
-        return self._convert((shaper or self.shaper)(batch))  # padded to its shape bucket (train/buckets.py)
-
-    def _convert(self, shaped):
-        inputs, arrays, blocks, flags, nf = shaped
+    def _to_backend(self, batch):
+        inputs, arrays, blocks, flags, nf = self.shaper(batch)  # padded to its shape bucket (train/buckets.py)
         return self.world.to_backend(inputs, nf), self.world.to_backend(arrays, nf), blocks, flags
-
-    def _next_training_batch(self):
-        """The next shaped training batch: from the worker thread (:mod:`dpcore.train.prefetch`) or made here."""
-        if self.prefetch is not None:
-            return self.prefetch.next()
-        return self.shaper(self.train_s.next_batch())
 
     def _metrics(self, metrics) -> dict:
         return {k: float(self.backend.to_numpy(metrics[k])) for k in self.keys}
@@ -230,7 +214,7 @@ class Trainer(WorkerSteps):
         if self.world.kind == "processes":
             return self._step_shard(t)
         lr = float(self.lr.value(t))
-        inputs, labels, blocks, flags = self._convert(self._next_training_batch())
+        inputs, labels, blocks, flags = self._to_backend(self.train_s.next_batch())
         adam = self.adam
         adam_in = {"step": self._scalar(adam["step"], np.int64), "m": adam["m"], "v": adam["v"]}
         self.trainable, out, _, metrics = self.steps.get(blocks, flags, inputs)(
@@ -247,7 +231,7 @@ class Trainer(WorkerSteps):
         params = merge_params(self.trainable, self.frozen)
         total, weight = {}, 0
         for batch in self.valid_s.take(self.valid_s.numb_btch):
-            inputs, labels, blocks, flags = self._to_backend(batch, self.valid_shaper)
+            inputs, labels, blocks, flags = self._to_backend(batch)
             _, m = self.evals.get(blocks, flags, inputs)(params, inputs, labels, self._scalar(lr, np.float64))
             natoms = int(batch["atype"].shape[-1])
             for k, v in self._metrics(m).items():
@@ -264,7 +248,7 @@ class Trainer(WorkerSteps):
                 or not self.cfg["training"]["disp_training"]):
             return None
         state = self.valid_s.get_state()
-        inputs, labels, blocks, flags = self._to_backend(self.valid_s.take(1)[0], self.valid_shaper)
+        inputs, labels, blocks, flags = self._to_backend(self.valid_s.take(1)[0])
         self.valid_s.set_state(state)
         be = self.backend
         params = be.tree_asarray(self.params_numpy())
@@ -298,7 +282,7 @@ class Trainer(WorkerSteps):
                  "optimizer": {"type": "Adam", "step": int(self.adam["step"]), "m": be.tree_to_numpy(self.adam["m"]),
                                "v": be.tree_to_numpy(self.adam["v"])},
                  "step": int(step),
-                 "sampler": {"train": self.train_s.get_state() if self.prefetch is None else self.prefetch.state,
+                 "sampler": {"train": self.train_s.get_state(),
                              "valid": None if self.valid_s is None else self.valid_s.get_state()},
                  "config": dict(self.cfg), "backend": be.name, "versions": _versions(be)}
         if self.world.workers > 1:  # what a restart needs to know to continue the same global batches
@@ -362,8 +346,6 @@ class Trainer(WorkerSteps):
         finally:
             if fout is not None:
                 fout.close()
-            if self.prefetch is not None:
-                self.prefetch.close()
             self.world.close()
         wall = time.perf_counter() - t_start
         per_step = timed_time / timed_steps if timed_steps else float("nan")

@@ -41,7 +41,7 @@ class WorkerSteps:
             if batch is None:
                 parts.append((None, 0.0))
                 continue
-            inputs, labels, blocks, flags = self._to_backend(batch, self.valid_shaper)
+            inputs, labels, blocks, flags = self._to_backend(batch)
             _, m = self.evals.get(blocks, flags)(params, inputs, labels, self._scalar(lr, np.float64))
             parts.append((m, batch["coord"].shape[0] / nf))
         total, weight = {}, 0

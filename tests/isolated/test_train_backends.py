@@ -24,18 +24,14 @@ import_framework(BACKEND)
 ADAM_TOL = {"float64": 1e-14, "float32": 1e-6}  # dpcore's Adam vs torch.optim.Adam, parameters after each step
 
 
-def _train_and_restart(tmp_path, monkeypatch, numb_steps: int = 12, spin: bool = False) -> dict:
+def _train_and_restart(tmp_path, numb_steps: int = 12, spin: bool = False) -> dict:
     """Train ``numb_steps`` on the tiny case (sel auto, validation, checkpoints at the middle and the end);
     the validation error decreases, lcurve.out is well formed, and a restart from the middle checkpoint
-    (in a copy of the folder, as after a kill) reproduces the same lcurve.out and final parameters.  The first
-    run shapes its batches on the prefetch worker (dpcore.train.prefetch), the restart in line: the same
-    batches, and the checkpoint holds the sampler after the batches consumed, not those prepared ahead."""
+    (in a copy of the folder, as after a kill) reproduces the same lcurve.out and final parameters."""
     cfg = (make_spin_case if spin else make_case)(tmp_path / "data", numb_steps=numb_steps)
     run = tmp_path / "run"
     run.mkdir()
-    monkeypatch.setattr("dpcore.train.loop.host_beside_step", lambda info: True)
     result = train(cfg, BACKEND, workdir=run)
-    monkeypatch.setattr("dpcore.train.loop.host_beside_step", lambda info: False)
     names, data = lcurve.read_lcurve(run / "lcurve.out")
     keys = ["rmse", "rmse_e", "rmse_fm", "rmse_fr"] if spin else ["rmse", "rmse_e", "rmse_f"]
     assert names == ["step"] + [f"{k}_{w}" for k in keys for w in ("val", "trn")] + ["lr"]
@@ -76,13 +72,13 @@ def _init_model(tmp_path, run: Path, cfg: dict) -> None:
         assert max_rel_diff(p["fitting"]["nets"], model.params["fitting"]["nets"]) > 0  # trained on
 
 
-def test_train_restart_init_model(tmp_path, monkeypatch):
-    out = _train_and_restart(tmp_path, monkeypatch)
+def test_train_restart_init_model(tmp_path):
+    out = _train_and_restart(tmp_path)
     _init_model(tmp_path, out["run"], out["cfg"])
 
 
-def test_spin_train_restart_init_model(tmp_path, monkeypatch):
-    out = _train_and_restart(tmp_path, monkeypatch, spin=True)
+def test_spin_train_restart_init_model(tmp_path):
+    out = _train_and_restart(tmp_path, spin=True)
     _init_model(tmp_path, out["run"], out["cfg"])
 
 
