@@ -10,7 +10,9 @@ A backend adapter supplies only what differs between frameworks:
   ``g(*args) -> (value, grads)`` or ``((value, aux), grads)``, ``grads`` a tuple aligned with
   ``argnums``, each mirroring its argument's pytree (nested dicts/lists of arrays);
   ``create_graph`` keeps the graph for a second differentiation (torch/paddle/tf);
-* ``jit(f)``: compiled version of ``f`` where the framework has one (identity otherwise);
+* ``jit(f)``: compiled version of ``f`` where the framework has one (identity otherwise); where the registry
+  gives ``quick_compile`` options, ``lower(fn, args)`` and ``compile_lowered(lowered, options)`` compile a
+  jitted function ahead of its call (:mod:`dpcore.train.tiers`);
   ``compiled(name, fn, cfg, **static)``: a model forward compiled once per config and static arguments where
   the registry says forwards are (``info.jit_forward``), kept in a small cache of the backend object;
 * ``info`` / ``capabilities``: static data from :mod:`dpcore.backends.registry` (documented support
@@ -66,6 +68,14 @@ class Backend:
 
     def jit(self, f):
         return f
+
+    def lower(self, fn, args: tuple):
+        """A :meth:`jit` function traced for ``args``, ready to compile (backends with ``quick_compile`` only)."""
+        raise NotImplementedError(f"backend {self.name!r} has no separate lowering and compilation")
+
+    def compile_lowered(self, lowered, options: dict | None = None):
+        """The program of :meth:`lower`'s result, compiled with compiler ``options`` (None: the defaults)."""
+        raise NotImplementedError(f"backend {self.name!r} has no separate lowering and compilation")
 
     def compiled(self, name: str, fn, cfg: dict, **static):
         """``fn(self, cfg, params, inputs, **static)`` as a function of ``(params, inputs)``: compiled with

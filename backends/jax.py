@@ -195,6 +195,12 @@ class JaxBackend(Backend):
     def jit(self, f, **kwargs):
         return jax.jit(f, **kwargs)
 
+    def lower(self, fn, args: tuple):
+        return fn.lower(*args)
+
+    def compile_lowered(self, lowered, options: dict | None = None):
+        return lowered.compile(compiler_options=options) if options else lowered.compile()
+
     def local_mesh(self, n: int):
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 

@@ -57,6 +57,7 @@ from .setup import (build_model_and_stats, check_training_section, is_spin, load
                     resolve_sel, steps_from_config)
 from .shards import WorkerSteps
 from .step import StepCache, make_eval, make_grad, make_step, make_update, step_context
+from .tiers import TieredStep, quick_plan, start_background_compiles, stop_background_compiles
 
 log = logging.getLogger("dpcore.train")
 
@@ -187,16 +188,30 @@ class Trainer(WorkerSteps):
         self.shaper = BatchShaper(self.model, is_spin(self.model), buckets_for_run(
             tr.get("shape_buckets"), self.jitted, self.model.ntypes, self.train_s, self.valid_s, tr["disp_freq"],
             (w.rank, w.size) if w.kind == "processes" else None, w.size if w.kind == "devices" else 1), self.jitted)
-        self.steps = StepCache(lambda blocks, flags: make_step(be, mcfg, self.loss, blocks, flags, cfg["optimizer"],
-                                                                tr.get("gradient_max_norm"), forward, self.lr_scale),
-                                ("step", json.dumps(cfg["optimizer"], sort_keys=True),
-                                 tr.get("gradient_max_norm"), self.lr_scale) + ctx)
+        # a quick compile for the first steps, the optimized program from a fixed step on (dpcore.train.tiers)
+        options, quick = quick_plan(be, self.world.workers) if self.jitted else ({}, 0)
+        if self.start_step >= quick:
+            options, quick = {}, 0
+
+        # validations run after the steps t with (t + 1) % disp_freq == 0: does one come after the quick steps?
+        disp = int(tr["disp_freq"])
+        valid_after = bool(tr["disp_training"]) and (self.num_steps // disp) * disp > quick
+
+        def tiered(fn, priority, full_after):
+            return TieredStep(be, fn, options, quick, full_after=full_after, priority=priority)
+
+        self.quick_steps = quick
+        self.steps = StepCache(lambda blocks, flags: tiered(make_step(
+            be, mcfg, self.loss, blocks, flags, cfg["optimizer"], tr.get("gradient_max_norm"), forward,
+            self.lr_scale), 0, self.num_steps > quick), ("step", json.dumps(cfg["optimizer"], sort_keys=True),
+                             tr.get("gradient_max_norm"), self.lr_scale, quick) + ctx)
         if self.world.kind == "processes":  # gradients summed over the processes between the two halves
             self.grads = StepCache(lambda blocks, flags: make_grad(be, mcfg, self.loss, blocks, flags, forward),
                                    ("grad",) + ctx)
             self.update = make_update(be, cfg["optimizer"], tr.get("gradient_max_norm"), self.lr_scale)
-        self.evals = StepCache(lambda blocks, flags: make_eval(be, mcfg, self.loss, blocks, flags, forward),
-                                ("eval",) + ctx)
+        self.evals = StepCache(lambda blocks, flags: tiered(make_eval(be, mcfg, self.loss, blocks, flags, forward), 1,
+                                                                      valid_after),
+                               ("eval", quick) + ctx)
 
     # -- pieces of one step ------------------------------------------------------------------------------
     def _scalar(self, x, dtype):
@@ -218,21 +233,23 @@ class Trainer(WorkerSteps):
         adam = self.adam
         adam_in = {"step": self._scalar(adam["step"], np.int64), "m": adam["m"], "v": adam["v"]}
         self.trainable, out, _, metrics = self.steps.get(blocks, flags, inputs)(
-            self.trainable, adam_in, self.frozen, inputs, labels, self._scalar(lr, np.float64))
+            t, self.trainable, adam_in, self.frozen, inputs, labels, self._scalar(lr, np.float64))
         self.adam = {"step": adam["step"] + 1, "m": out["m"], "v": out["v"]}
         return metrics
 
-    def validate(self, lr: float) -> dict | None:
-        """Metrics on ``numb_btch`` validation batches, averaged with the batches' atom counts (SPEC 10.3)."""
+    def validate(self, lr: float, step: int | None = None) -> dict | None:
+        """Metrics on ``numb_btch`` validation batches, averaged with the batches' atom counts (SPEC 10.3), after
+        training step ``step`` (0-based; default: the first step of the run)."""
         if self.valid_s is None:
             return None
+        step = self.start_step if step is None else step
         if self.world.kind == "processes":
-            return self._validate_shards(lr)
+            return self._validate_shards(lr, step)
         params = merge_params(self.trainable, self.frozen)
         total, weight = {}, 0
         for batch in self.valid_s.take(self.valid_s.numb_btch):
             inputs, labels, blocks, flags = self._to_backend(batch)
-            _, m = self.evals.get(blocks, flags, inputs)(params, inputs, labels, self._scalar(lr, np.float64))
+            _, m = self.evals.get(blocks, flags, inputs)(step, params, inputs, labels, self._scalar(lr, np.float64))
             natoms = int(batch["atype"].shape[-1])
             for k, v in self._metrics(m).items():
                 total[k] = total.get(k, 0.0) + v * natoms
@@ -257,7 +274,7 @@ class Trainer(WorkerSteps):
 
         def compile_and_drop():
             try:
-                be.to_numpy(fn(params, inputs, labels, lr)[0])
+                be.to_numpy(fn(self.start_step, params, inputs, labels, lr)[0])
             except Exception as e:  # noqa: BLE001 -- the validation itself raises it again, in the main thread
                 log.debug("compiling the validation step beside the first training step: %s", e)
 
@@ -327,7 +344,7 @@ class Trainer(WorkerSteps):
                     if beside is not None:
                         beside.join()
                         beside = None
-                    val = self.validate(lr)
+                    val = self.validate(lr, t)
                     if fout is not None:  # the learning rate Adam used (scale_by_worker)
                         fout.write(lcurve.line(t + 1, lr * self.lr_scale, trn, val, self.keys))
                 if t_first is None or display or t + 1 == num_steps:
@@ -335,23 +352,32 @@ class Trainer(WorkerSteps):
                 now = time.perf_counter()
                 if t_first is None:  # the first step pays for tracing / compilation
                     t_first, t_window, n_window = now - t_start, now, 0
+                    start_background_compiles()
                 elif display or t + 1 == num_steps:
                     per = (now - t_window) / max(n_window, 1)
                     timed_steps, timed_time = timed_steps + n_window, timed_time + (now - t_window)
                     t_window, n_window = now, 0
                     if display and self.world.is_main:
                         log_display(t + 1, num_steps, trn, val, float(self.lr.value(t)) * self.lr_scale, per)
+                if 0 < self.quick_steps == t and t + 1 < num_steps:
+                    # the steady-state average starts after the quickly compiled steps and the one that waited for
+                    # the optimized program (dpcore.train.tiers)
+                    t_window, n_window, timed_steps, timed_time = now, 0, 0, 0.0
                 if ((t + 1) % save_freq == 0 or t + 1 == num_steps) and self.world.is_main:
                     ckpt = self.save(t + 1)
         finally:
+            stop_background_compiles()  # an interrupted run: what is queued is dropped, what runs is waited for
             if fout is not None:
                 fout.close()
             self.world.close()
         wall = time.perf_counter() - t_start
         per_step = timed_time / timed_steps if timed_steps else float("nan")
         if tr["time_training"] and num_steps > self.start_step:
-            log.info("finished %d steps in %s; average %.4f s/step (excluding the first step, %.2f s)",
-                     num_steps - self.start_step, fmt_time(wall), per_step, t_first or 0.0)
+            excluded = "the first step, %.2f s" % (t_first or 0.0)
+            if 0 < self.quick_steps < num_steps - 1:
+                excluded += ", and the next %d (quickly compiled)" % (self.quick_steps - self.start_step)
+            log.info("finished %d steps in %s; average %.4f s/step (excluding %s)",
+                     num_steps - self.start_step, fmt_time(wall), per_step, excluded)
         from ..model.factory import model_from_state
 
         model = model_from_state(self.cfg["model"], self.params_numpy())

@@ -32,7 +32,7 @@ class WorkerSteps:
         self.adam = {"step": adam["step"] + 1, "m": out["m"], "v": out["v"]}
         return metrics
 
-    def _validate_shards(self, lr: float) -> dict:
+    def _validate_shards(self, lr: float, step: int) -> dict:
         """:meth:`validate` of one worker process: its slices of the validation batches, reduced."""
         params, world, parts, natoms = merge_params(self.trainable, self.frozen), self.world, [], []
         for _ in range(self.valid_s.numb_btch):
@@ -42,7 +42,7 @@ class WorkerSteps:
                 parts.append((None, 0.0))
                 continue
             inputs, labels, blocks, flags = self._to_backend(batch)
-            _, m = self.evals.get(blocks, flags)(params, inputs, labels, self._scalar(lr, np.float64))
+            _, m = self.evals.get(blocks, flags)(step, params, inputs, labels, self._scalar(lr, np.float64))
             parts.append((m, batch["coord"].shape[0] / nf))
         total, weight = {}, 0
         for m, n in zip(world.reduce_metrics(parts, self.keys), natoms):
