@@ -5,9 +5,12 @@
 
 Per backend process:
 
-* water: ``train`` on the DeePMD-kit water example (benchmarks/bench_train.py's input, 2 steps); ``first step``
+* water: ``train`` on the DeePMD-kit water example (benchmarks/bench_train.py's input, 40 steps); ``first step``
   is the loop's own timing of step 1 (the training step and, since lcurve.out has a line at step 1, the
-  validation step: both compile on jax/tensorflow);
+  validation step: both compile on jax/tensorflow), ``40 steps`` the wall time of the run's steps, ``s/step``
+  the loop's average after the first step (after the quickly compiled steps where there are some); on a backend
+  with a quick first compile (:mod:`dpcore.train.tiers`, jax) the water run is made again without it
+  (``DPCORE_QUICK_STEPS=0``, its own cold cache);
 * 10 compositions: 10 synthetic water-like systems (n O + 2n H, n = 30, 33, ..., 57, water density, zero
   labels, batch 1 frame) with the water model; one training step on a batch of each system in turn, with
   ``shape_buckets`` 4: the number of compiled step shapes (:attr:`StepCache.used`) and the wall time of the
@@ -41,6 +44,7 @@ from bench_train import WATER, water_input  # noqa: E402
 
 BACKENDS = ("jax", "tensorflow", "torch", "paddle")
 MOLECULES = tuple(range(30, 60, 3))  # 10 compositions
+WATER_STEPS = 40
 
 
 def write_compositions(root: Path) -> list[str]:
@@ -106,9 +110,9 @@ def run_one(backend: str, water: bool, compositions: bool = True) -> dict:
     res = {"backend": backend}
     with tempfile.TemporaryDirectory() as work:
         if water:
-            cfg = water_input(2)
+            cfg = water_input(WATER_STEPS)
             r = train(cfg, backend, workdir=work)
-            res.update(first_step_s=r["first_step_s"], s_per_step=r["s_per_step"])
+            res.update(first_step_s=r["first_step_s"], s_per_step=r["s_per_step"], wall_s=r["wall_s"])
         if compositions:
             res.update(compositions_run(backend, Path(work)))
     return res
@@ -135,30 +139,43 @@ def main(argv=None) -> int:
         return 0
     if not args.skip_water and not (WATER / "data_0" / "type.raw").exists():
         sys.exit(f"water data not found under {WATER} (or use --skip-water)")
+    from dpcore.backends import info
+
     rows, load0 = [], os.getloadavg()
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as plain_cache:
         env = dict(os.environ, DPCORE_COMPILE_CACHE=cache)
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
             row = _worker(backend, ["--skip-water"] if args.skip_water else [], env)
             if not args.skip_water and "error" not in row:
                 warm = _worker(backend, ["--water-only"], env)
                 row["warm_first_step_s"] = warm.get("first_step_s")
+                if info(backend).quick_compile:
+                    plain = _worker(backend, ["--water-only"],
+                                    dict(os.environ, DPCORE_COMPILE_CACHE=plain_cache, DPCORE_QUICK_STEPS="0"))
+                    row["plain"] = plain
             rows.append(row)
             print(f"[{backend}] done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     print(f"Compilation; load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (dpcore's options added unless named there)\n")
-    print("| backend | water first step s (cold cache) | water first step s (warm cache) | water s/step | "
+    print(f"| backend | water first step s (cold cache) | water first step s (warm cache) | water {WATER_STEPS} steps s | "
+          "water s/step | cold, no quick compile: first step s / 40 steps s / s/step | "
           "10 compositions: compiled steps off -> buckets | 10 steps with buckets s | buckets |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def num(r, key, fmt):
+        return format(r[key], fmt) if r.get(key) is not None else "-"
+
     for r in rows:
         if "error" in r:
-            print(f"| {r['backend']} | failed: {r['error']} | | | | | |")
+            print(f"| {r['backend']} | failed: {r['error']} | | | | | | | |")
             continue
-        first = f"{r['first_step_s']:.1f}" if "first_step_s" in r else "-"
-        warm = f"{r['warm_first_step_s']:.1f}" if r.get("warm_first_step_s") is not None else "-"
-        per = f"{r['s_per_step']:.2f}" if "s_per_step" in r else "-"
-        print(f"| {r['backend']} | {first} | {warm} | {per} | {r['shapes_off']} -> {r['shapes_bucketed']} | "
-              f"{r['wall_bucketed_s']:.1f} | {r['buckets']} |")
+        plain = r.get("plain") or {}
+        plain_cols = (f"{num(plain, 'first_step_s', '.1f')} / {num(plain, 'wall_s', '.1f')} / "
+                      f"{num(plain, 's_per_step', '.3f')}" if plain else "-")
+        print(f"| {r['backend']} | {num(r, 'first_step_s', '.1f')} | {num(r, 'warm_first_step_s', '.1f')} | "
+              f"{num(r, 'wall_s', '.1f')} | {num(r, 's_per_step', '.3f')} | {plain_cols} | "
+              f"{r.get('shapes_off', '-')} -> {r.get('shapes_bucketed', '-')} | {num(r, 'wall_bucketed_s', '.1f')} | "
+              f"{r.get('buckets', '-')} |")
     return 0
 
 

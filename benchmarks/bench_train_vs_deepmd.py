@@ -12,7 +12,8 @@ process may use, not from these settings, and took a second core (~120% CPU) whe
 
 What is timed, the same for both: the wall time of each display interval (``--disp`` training steps plus one
 validation batch and the lcurve line) divided by ``--disp``, median over the intervals after the first (the
-first pays for tracing and compilation).  DeePMD-kit's intervals come from its log (``Batch N: total wall
+first pays for tracing and compilation).  dpcore's quick first compile (dpcore.train.tiers) is turned off
+(``DPCORE_QUICK_STEPS=0``): its first 20 steps would fall in the measured intervals.  DeePMD-kit's intervals come from its log (``Batch N: total wall
 time = T s``), dpcore's from its log (``... s/step``).  DeePMD-kit from ``$DPCORE_DPKIT_VENV`` (default
 .dpkit-venv/, made by .ci/deepmd_venv.sh); without it only dpcore's rows are printed.
 """
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     else:
         print(f"(no DeePMD-kit venv at {VENV}: dpcore only)", file=sys.stderr)
     env = {**os.environ, "DP_INTRA_OP_PARALLELISM_THREADS": args.threads, "DP_INTER_OP_PARALLELISM_THREADS": "1",
-           "OMP_NUM_THREADS": args.threads, "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "OMP_NUM_THREADS": args.threads, "TF_CPP_MIN_LOG_LEVEL": "3", "DPCORE_QUICK_STEPS": "0"}
     results: dict = {k: [] for k in kinds}
     errors: dict = {}
     load0 = os.getloadavg()
