@@ -83,6 +83,23 @@ class BatchShaper:
         self.mixed_types = bool(get_descriptor(cfg["descriptor"]["type"]).MIXED_TYPES)
 
     def __call__(self, batch: dict):
+        inputs, arrays, blocks, flags, nf = self._padded(batch)
+        blocks = self.trim(blocks, inputs["nlist_mask"])
+        inputs = self.trim.share(inputs, blocks, self.model.params["descriptor"])  # (dpcore.pair_share)
+        return inputs, arrays, blocks, flags, nf
+
+    def grow_widths(self, samplers) -> None:
+        """Grow the compiled widths to those of the first frame of every system of ``samplers`` (None skipped)
+        before the first step: a width that grows later recompiles every step shape (the water-like dataset of
+        10 compositions in 4 shape buckets compiled 5 steps without this, 4 with it)."""
+        if self.trim.grown is None:
+            return
+        for sampler in samplers:
+            for k in range(len(sampler.systems) if sampler is not None else 0):
+                inputs, _, blocks, _, _ = self._padded(sampler.make_batch(k, [0]))
+                self.trim(blocks, inputs["nlist_mask"])
+
+    def _padded(self, batch: dict):
         from .padding import pad_batch
 
         if self.spin:
@@ -98,6 +115,4 @@ class BatchShaper:
                 inputs, arrays, blocks = pad_batch(inputs, arrays, counts, bucket, ntypes_backbone=self.ntypes_backbone,
                                                    spin=self.spin, mixed_types=self.mixed_types)
                 nf = bucket[0]
-        blocks = self.trim(blocks, inputs["nlist_mask"])
-        inputs = self.trim.share(inputs, blocks, self.model.params["descriptor"])  # (dpcore.pair_share)
         return inputs, arrays, blocks, flags, nf

@@ -188,6 +188,7 @@ class Trainer(WorkerSteps):
         self.shaper = BatchShaper(self.model, is_spin(self.model), buckets_for_run(
             tr.get("shape_buckets"), self.jitted, self.model.ntypes, self.train_s, self.valid_s, tr["disp_freq"],
             (w.rank, w.size) if w.kind == "processes" else None, w.size if w.kind == "devices" else 1), self.jitted)
+        self.shaper.grow_widths((self.train_s, self.valid_s))  # compiled steps: every composition's widths first
         # a quick compile for the first steps, the optimized program from a fixed step on (dpcore.train.tiers)
         options, quick = quick_plan(be, self.world.workers) if self.jitted else ({}, 0)
         if self.start_step >= quick:

@@ -61,3 +61,28 @@ def test_validation_step_compiles_beside_the_first_training_step(tmp_path):
 
     trainer.valid_s.set_state(state)
     np.testing.assert_array_equal(trainer.valid_s.take(1)[0]["coord"], first["coord"])
+
+
+def test_widths_of_every_composition_are_grown_before_the_first_step(tmp_path):
+    """A compiled step's neighbour widths only grow (dpcore.slot_trim); the trainer grows them to every training
+    and validation system's first frame before its first step, so the step shapes do not change afterwards."""
+    import copy
+
+    from dpcore.slot_trim import SlotTrim
+    from dpcore.train.loop import Trainer
+    from test_train_buckets import ten_composition_case
+
+    cfg = ten_composition_case(tmp_path, numb_steps=2)
+    trainer = Trainer(cfg, BACKEND, workdir=tmp_path / "run")
+    grown = copy.deepcopy(trainer.shaper.trim.grown)
+    assert grown
+    fresh = SlotTrim(trainer.model.config["descriptor"], compiled=True)
+    seen = []
+    for sampler in (trainer.train_s, trainer.valid_s):
+        for k in range(len(sampler.systems)):
+            inputs, _, blocks, _, _ = trainer.shaper._padded(sampler.make_batch(k, [0]))
+            assert trainer.shaper.trim(blocks, inputs["nlist_mask"]) is not None
+            fresh(blocks, inputs["nlist_mask"])
+            seen.append(copy.deepcopy(fresh.grown))
+    assert trainer.shaper.trim.grown == grown == seen[-1]  # nothing grew after the trainer's pass
+    assert seen[0] != seen[-1]  # the compositions need different widths: taken one by one, they grow
