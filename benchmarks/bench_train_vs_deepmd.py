@@ -40,18 +40,21 @@ DPCORE_WALL = re.compile(r"step (\d+)/\d+ .*\| ([\d.]+) s/step")
 TWIN = {"torch": "pt", "tensorflow": "tf", "jax": "jax", "paddle": "pd"}
 
 
-def config(steps: int, disp: int, precision: str = "float64") -> dict:
+def config(steps: int, disp: int, precision: str = "float64", type_one_side: bool = False) -> dict:
     cfg = water_input(steps)
     cfg["training"].update(disp_freq=disp, save_freq=10 ** 6, disp_file="lcurve.out")
     for key in ("descriptor", "fitting_net"):
         cfg["model"][key]["precision"] = precision
+    if type_one_side:
+        cfg["model"]["descriptor"]["type_one_side"] = True
     return cfg
 
 
-def run(kind: str, steps: int, disp: int, env: dict, precision: str = "float64", cores=None) -> dict:
+def run(kind: str, steps: int, disp: int, env: dict, precision: str = "float64", cores=None,
+        type_one_side: bool = False) -> dict:
     """One training run in its own process; returns the per-interval s/step after the first interval."""
     with tempfile.TemporaryDirectory() as work:
-        (Path(work) / "input.json").write_text(json.dumps(config(steps, disp, precision)))
+        (Path(work) / "input.json").write_text(json.dumps(config(steps, disp, precision, type_one_side)))
         if kind.startswith("deepmd:"):
             cmd = [str(VENV / "bin" / "dp"), f"--{kind.split(':')[1]}", "train", "input.json", "--skip-neighbor-stat"]
             run_env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -81,6 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dpcore", default="torch,jax,tensorflow,paddle")
     ap.add_argument("--deepmd", default="tf,pt")
     ap.add_argument("--precision", default="float64", help="descriptor and fitting precision of every run")
+    ap.add_argument("--type-one-side", action="store_true", help="descriptor.type_one_side true in every run "
+                    "(DeePMD-kit 3.2.0's Paddle backend gives NaN forces at step 1 in float64 without it)")
     ap.add_argument("--pin", default="auto", help="CPU cores every run is pinned to (sched_setaffinity), e.g. '0' "
                     "or '0,1'; 'auto': the first --threads cores; 'off': not pinned")
     args = ap.parse_args(argv)
@@ -104,14 +109,15 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
         for kind in order:
-            out = run(kind, args.steps, args.disp, env, args.precision, cores)
+            out = run(kind, args.steps, args.disp, env, args.precision, cores, args.type_one_side)
             if "error" in out:
                 errors[kind] = out["error"]
             else:
                 results[kind] += out["per_step"]
             print(f"[round {r + 1}] {kind}: {out.get('error') or statistics.median(out['per_step']):}", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items() if v}
-    print(f"Water training (192 atoms, se_e2_a, {args.precision}, batch 1), {args.steps} steps, display every {args.disp}; "
+    print(f"Water training (192 atoms, se_e2_a, {args.precision}{', type_one_side' if args.type_one_side else ''}, batch 1), "
+          f"{args.steps} steps, display every {args.disp}; "
           f"threads {args.threads} (DP_INTRA_OP_PARALLELISM_THREADS, OMP_NUM_THREADS), "
           f"{'not pinned' if cores is None else 'pinned to core(s) ' + ','.join(map(str, sorted(cores)))}, {args.rounds} rounds; "
           f"load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
