@@ -124,7 +124,12 @@ BACKENDS = {
         # before reading it as the binary proto it is (every run that finds its step in the cache)
         runtime_stderr=(r"^WARNING: All log messages before absl::InitializeLog\(\) is called",
                         r"^E\d{4} [\d:. ]+\d+ text_format\.cc:\d+\] Error parsing text-format "
-                        r"tensorflow\.XlaSerializedCacheEntry")),
+                        r"tensorflow\.XlaSerializedCacheEntry",
+                        # loading an entry on a CPU with AMX/AVX-512 FP16 (Sapphire Rapids), XLA compares the LLVM
+                        # tuning flags +prefer-no-scatter/-gather of its compile with the host's ISA features, which
+                        # never list them; a real ISA mismatch names another feature and is still shown
+                        r"^E\d{4} [\d:. ]+\d+ cpu_aot_loader\.cc:\d+\] Loading XLA:CPU AOT result\. Target machine "
+                        r"feature \+prefer-no-(scatter|gather) is not +supported on the host machine")),
     "paddle": BackendInfo(
         "paddle", "paddle", "paddle", "Paddle", _caps(True, False, False, ["cpu", "gpu"], mixed_precision=["gpu"]),
         unsafe_after=(("tensorflow", "their bundled protobuf libraries clash: the interpreter is killed by a "

@@ -262,3 +262,25 @@ def test_an_unusable_compile_cache_directory_turns_the_cache_off(monkeypatch, tm
     monkeypatch.setenv("DPCORE_COMPILE_CACHE", str(tmp_path / "cache"))
     assert frameworks.compile_cache_dir("jax") == str(tmp_path / "cache" / "jax")
     assert (tmp_path / "cache" / "jax").is_dir()
+
+
+def test_tensorflow_cache_loading_lines_dropped_and_a_real_isa_mismatch_kept():
+    """The runtime lines TensorFlow prints when it loads a cached program (registry ``runtime_stderr``): the
+    text-proto attempt and, on CPUs with AMX/AVX-512 FP16, XLA comparing its LLVM tuning flags with the host's
+    ISA features are dropped; a mismatch of a real ISA feature (a cache moved between machines) is not."""
+    import re
+
+    from dpcore.backends import info
+
+    patterns = [re.compile(p) for p in info("tensorflow").runtime_stderr]
+
+    def dropped(line):
+        return any(p.search(line) for p in patterns)
+
+    head = "E0000 00:00:1796226312.939164   14077 cpu_aot_loader.cc:220] Loading XLA:CPU AOT result. Target machine "
+    tail = (" is not  supported on the host machine. Machine type used for XLA:CPU compilation doesn't match the "
+            "machine type for execution. Compile machine features: [+64bit,+avx512f] vs host machine features: [avx2]")
+    assert dropped(head + "feature +prefer-no-scatter" + tail) and dropped(head + "feature +prefer-no-gather" + tail)
+    assert not dropped(head + "feature +avx512f" + tail)
+    assert dropped("E0000 00:00:1764590000.1 123 text_format.cc:399] Error parsing text-format "
+                   "tensorflow.XlaSerializedCacheEntry: 1:1: Invalid control characters encountered in text.")
