@@ -7,7 +7,7 @@ Per backend process:
 
 * water: ``train`` on the DeePMD-kit water example (benchmarks/bench_train.py's input, 40 steps); ``first step``
   is the loop's own timing of step 1 (the training step and, since lcurve.out has a line at step 1, the
-  validation step: both compile on jax/tensorflow), ``40 steps`` the wall time of the run's steps, ``s/step``
+  validation step: both compile on jax/tensorflow), ``N steps`` the wall time of the run's steps, ``s/step``
   the loop's average after the first step (after the quickly compiled steps where there are some); on a backend
   with a quick first compile (:mod:`dpcore.train.tiers`, jax) the water run is made again without it
   (``DPCORE_QUICK_STEPS=0``, its own cold cache);
@@ -157,8 +157,9 @@ def main(argv=None) -> int:
             print(f"[{backend}] done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     print(f"Compilation; load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (dpcore's options added unless named there)\n")
-    print(f"| backend | water first step s (cold cache) | water first step s (warm cache) | water {WATER_STEPS} steps s | "
-          "water s/step | cold, no quick compile: first step s / 40 steps s / s/step | "
+    print("| backend | water first step s (cold cache) | water first step s (warm cache) | "
+          f"water {WATER_STEPS} steps s | "
+          f"water s/step | cold, no quick compile: first step s / {WATER_STEPS} steps s / s/step | "
           "10 compositions: compiled steps off -> buckets | 10 steps with buckets s | buckets |")
     print("|---|---|---|---|---|---|---|---|---|")
 

@@ -13,9 +13,10 @@ process may use, not from these settings, and took a second core (~120% CPU) whe
 What is timed, the same for both: the wall time of each display interval (``--disp`` training steps plus one
 validation batch and the lcurve line) divided by ``--disp``, median over the intervals after the first (the
 first pays for tracing and compilation).  dpcore's quick first compile (dpcore.train.tiers) is turned off
-(``DPCORE_QUICK_STEPS=0``): its first 20 steps would fall in the measured intervals.  DeePMD-kit's intervals come from its log (``Batch N: total wall
-time = T s``), dpcore's from its log (``... s/step``).  DeePMD-kit from ``$DPCORE_DPKIT_VENV`` (default
-.dpkit-venv/, made by .ci/deepmd_venv.sh); without it only dpcore's rows are printed.
+(``DPCORE_QUICK_STEPS=0``): its first 20 steps would fall in the measured intervals.  DeePMD-kit's intervals
+come from its log (``Batch N: total wall time = T s``), dpcore's from its log (``... s/step``).  DeePMD-kit from
+``$DPCORE_DPKIT_VENV`` (default .dpkit-venv/, made by .ci/deepmd_venv.sh); without it only dpcore's rows are
+printed.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--deepmd", default="tf,pt")
     ap.add_argument("--precision", default="float64", help="descriptor and fitting precision of every run")
     ap.add_argument("--type-one-side", action="store_true", help="descriptor.type_one_side true in every run "
-                    "(DeePMD-kit 3.2.0's Paddle backend gives NaN forces at step 1 in float64 without it)")
+                    "(DeePMD-kit 3.2.0's JAX backend fails and its Paddle backend gives NaN forces at step 1 in "
+                    "float64 without it)")
     ap.add_argument("--pin", default="auto", help="CPU cores every run is pinned to (sched_setaffinity), e.g. '0' "
                     "or '0,1'; 'auto': the first --threads cores; 'off': not pinned")
     args = ap.parse_args(argv)
@@ -116,7 +118,8 @@ def main(argv=None) -> int:
                 results[kind] += out["per_step"]
             print(f"[round {r + 1}] {kind}: {out.get('error') or statistics.median(out['per_step']):}", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items() if v}
-    print(f"Water training (192 atoms, se_e2_a, {args.precision}{', type_one_side' if args.type_one_side else ''}, batch 1), "
+    one_side = ", type_one_side" if args.type_one_side else ""
+    print(f"Water training (192 atoms, se_e2_a, {args.precision}{one_side}, batch 1), "
           f"{args.steps} steps, display every {args.disp}; "
           f"threads {args.threads} (DP_INTRA_OP_PARALLELISM_THREADS, OMP_NUM_THREADS), "
           f"{'not pinned' if cores is None else 'pinned to core(s) ' + ','.join(map(str, sorted(cores)))}, {args.rounds} rounds; "
