@@ -5,6 +5,7 @@ reproducible bit for bit, restarts continue exactly, and the result is the untie
 from __future__ import annotations
 
 import copy
+import logging
 import shutil
 
 import numpy as np
@@ -34,7 +35,7 @@ def _run(cfg, work, monkeypatch, quick: int, restart=None, fresh: bool = True):
     return trainer, result
 
 
-def test_quick_steps_then_the_optimized_program_at_a_fixed_step(tmp_path, monkeypatch):
+def test_quick_steps_then_the_optimized_program_at_a_fixed_step(tmp_path, monkeypatch, caplog):
     """8 steps, the first 5 quick: the optimized program was compiled in the background and ran steps 5-7.  A
     second run reusing both programs (ready from its first step) still switches at step 5: bit for bit the same.
     A restart from the checkpoint of step 4 (step 4 quick, then optimized) continues the first run exactly.
@@ -42,8 +43,11 @@ def test_quick_steps_then_the_optimized_program_at_a_fixed_step(tmp_path, monkey
     tiered."""
     cfg = make_case(tmp_path / "data", nsys=1, numb_steps=8)  # checkpoints at steps 4 and 8
     run = tmp_path / "a"
-    trainer, result = _run(cfg, run, monkeypatch, quick=5)
+    with caplog.at_level(logging.INFO, logger="dpcore.train"):
+        trainer, result = _run(cfg, run, monkeypatch, quick=5)
     assert trainer.quick_steps == 5
+    # the average s/step covers the optimized steps 6-7 only (steps 1-5 quick, step 5 waited for the switch)
+    assert "(excluding the first step, " in caplog.text and ", and the next 5 (quickly compiled))" in caplog.text
     steps = [fn for key, fn in trainer.steps._shared.items() if key[0] == trainer.steps.context]
     programs = [p for fn in steps for p in fn._programs.values()]
     assert programs and sum(fn.lowerings for fn in steps) == len(programs)
