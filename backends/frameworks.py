@@ -36,6 +36,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import warnings
 
 from .registry import info
@@ -204,26 +205,52 @@ def _quiet(entry) -> bool:
     return not any(key in os.environ for key in entry.quiet_env)
 
 
+_capture_lock = threading.Lock()
+_capture: dict | None = None  # the active capture of file descriptor 2: saved fd, temporary file, depth, patterns
+
+
 @contextlib.contextmanager
 def _filtered_stderr(patterns):
     """Capture what is written to file descriptor 2 (C++ and Python) and pass on the lines that match none of
-    ``patterns``, also when the body raises."""
+    ``patterns``, also when the body raises.  Threads share one capture (the descriptor is the process's; a
+    training step compiling in the background overlaps the loop's own calls): its lines are passed on when the
+    last of them leaves, filtered by the patterns of all of them."""
     if not patterns:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
+    _capture_enter(tuple(patterns))
+    try:
+        yield
+    finally:
+        _capture_leave()
+
+
+def _capture_enter(patterns) -> None:
+    global _capture
+    with _capture_lock:
+        if _capture is None:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            saved, tmp = os.dup(2), tempfile.TemporaryFile()
+            os.dup2(tmp.fileno(), 2)
+            _capture = {"saved": saved, "tmp": tmp, "depth": 0, "patterns": set()}
+        _capture["depth"] += 1
+        _capture["patterns"].update(patterns)
+
+
+def _capture_leave() -> None:
+    global _capture
+    with _capture_lock:
+        _capture["depth"] -= 1
+        if _capture["depth"] > 0:
+            return
+        state, _capture = _capture, None
+        sys.stderr.flush()
+        os.dup2(state["saved"], 2)
+        os.close(state["saved"])
+        with state["tmp"] as tmp:
             tmp.seek(0)
             lines = tmp.read().decode("utf-8", errors="replace").splitlines()
-            keep = [line for line in lines if not any(re.search(p, line) for p in patterns)]
-            if keep:
-                sys.stderr.write("\n".join(keep) + "\n")
-                sys.stderr.flush()
+        keep = [line for line in lines if not any(re.search(p, line) for p in state["patterns"])]
+        if keep:
+            sys.stderr.write("\n".join(keep) + "\n")
+            sys.stderr.flush()

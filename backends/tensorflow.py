@@ -1,7 +1,8 @@
 """TensorFlow backend: the core on ``tf.Tensor`` through the shim :mod:`dpcore.backends.tf_namespace`.
 
 * gradients: ``tf.GradientTape`` over pytrees (nested dicts / lists / tuples of tensors);
-* ``jit``: ``tf.function`` (graph mode; pass ``jit_compile=True`` for XLA);
+* ``jit``: ``tf.function`` (graph mode; pass ``jit_compile=True`` for XLA); ``lower``/``compile_lowered``: the
+  quick first program of a training step is the same function as a graph without XLA (:mod:`dpcore.train.tiers`);
 * devices: ``None`` (TF's placement), ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"cuda:0"`` or a TF device
   string such as ``"/GPU:0"``;
 * settings applied when the backend object is created: TensorFloat-32 matmuls off (float32 stays
@@ -138,6 +139,40 @@ class TensorFlowBackend(Backend):
         messages from stderr (:func:`~dpcore.backends.frameworks.quiet_calls`)."""
         fn = tf.function(f, **{"autograph": False, **kwargs})
         return quiet_calls(self.name, fn) if kwargs.get("jit_compile") else fn
+
+    def lower(self, fn, args: tuple):
+        """TensorFlow traces and compiles a function at its first call: the "lowered" step is the jitted function
+        with the arguments of its first call."""
+        return _FirstCall(fn, args)
+
+    def compile_lowered(self, lowered, options: dict | None = None):
+        """With ``options`` (the registry's ``quick_compile``: ``jit_compile=False``) the same Python function as a
+        graph without XLA, traced at its first call; without, the XLA function itself, called here once on the
+        first call's arguments so that it is traced and compiled now (the results of that call are dropped: the
+        steps are pure functions of their arguments)."""
+        # Grappler (~0.7 s of the graph's first call) is left on: its switch is TensorFlow's global optimizer
+        # options, and an XLA function instantiated under other options than those of its later calls compiles
+        # again at the switch (~10 s, measured)
+        if options:
+            return self.jit(_python_function(lowered.fn), **options)
+        args, lowered.args = lowered.args, None
+        lowered.fn(*args)
+        return lowered.fn
+
+
+class _FirstCall:
+    """A jitted function and the arguments of its first call (:meth:`TensorFlowBackend.lower`)."""
+
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+
+
+def _python_function(fn):
+    """The Python function of a :meth:`TensorFlowBackend.jit` result (a ``tf.function``, maybe wrapped by
+    :func:`~dpcore.backends.frameworks.quiet_calls`)."""
+    while not hasattr(fn, "python_function"):
+        fn = fn.__wrapped__
+    return fn.python_function
 
 
 BACKEND_CLASS = TensorFlowBackend

@@ -98,6 +98,33 @@ def test_filtered_stderr_passes_everything_on_when_the_import_fails(capfd):
     assert capfd.readouterr().err == "real problem\n"
 
 
+
+def test_filtered_stderr_is_shared_by_threads_that_overlap(capfd):
+    """A step compiling in the background (dpcore.train.tiers) and the loop's own calls overlap, and need not
+    leave in the order they came: descriptor 2 is captured once and given back when the last one leaves (each
+    restoring what it found would leave it pointing at the other's temporary file)."""
+    import threading
+
+    from dpcore.backends.frameworks import _filtered_stderr
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def background():
+        with _filtered_stderr((r"^noise",)):
+            os.write(2, b"noise from the background\nkept from the background\n")
+            inside.set()
+            leave.wait(30)
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    assert inside.wait(30)
+    with _filtered_stderr((r"^noise",)):
+        os.write(2, b"noise from the loop\nkept from the loop\n")
+        leave.set()
+        thread.join(30)  # the background thread leaves first
+    os.write(2, b"after both\n")
+    assert capfd.readouterr().err.splitlines() == ["kept from the background", "kept from the loop", "after both"]
+
 # ------------------------------------------------------------------ XLA compiler options (registry xla_flags)
 
 def _xla_entry(**kw):

@@ -20,6 +20,7 @@ class FakeBackend:
     def __init__(self, quick_steps=3, fail_full=False, hold=None):
         self.info = SimpleNamespace(quick_compile={"xla_backend_optimization_level": 0}, quick_steps=quick_steps)
         self.lowered, self.compiles, self.fail_full, self.hold = [], [], fail_full, hold
+        self.full_started = threading.Event()
 
     def lower(self, fn, args):
         self.lowered.append(signature_of(args))
@@ -29,6 +30,7 @@ class FakeBackend:
         which = "quick" if options else "full"
         self.compiles.append((which, threading.current_thread().name, lowered[1].__name__))
         if which == "full":
+            self.full_started.set()
             if self.hold is not None:
                 self.hold.wait(10)
             if self.fail_full:
@@ -119,6 +121,7 @@ def test_stop_drops_queued_compiles_and_waits_for_the_running_one():
     a(0, 1.0)
     b(0, 1.0)
     tiers.start_background_compiles()
+    assert be.full_started.wait(10)
     threading.Timer(0.2, hold.set).start()
     tiers.stop_background_compiles()  # a's compile was running: waited for; b's was queued: dropped
     assert [c[0] for c in be.compiles].count("full") == 1
@@ -144,11 +147,13 @@ def test_quick_plan_from_the_registry_the_environment_and_the_run(monkeypatch):
     assert tiers.quick_plan(SimpleNamespace(info=None)) == ({}, 0)
 
 
-def test_registry_tiers_jax_only():
+def test_registry_tiers_the_xla_steps_only():
+    """jax: XLA's level 0; TensorFlow (no per-program XLA options): the step as a graph without XLA."""
     from dpcore.backends import info
 
-    assert info("jax").quick_compile and info("jax").quick_steps > 0
-    for name in ("numpy", "torch", "tensorflow", "paddle"):
+    assert info("jax").quick_compile == {"xla_backend_optimization_level": 0} and info("jax").quick_steps > 0
+    assert info("tensorflow").quick_compile == {"jit_compile": False} and info("tensorflow").quick_steps > 0
+    for name in ("numpy", "torch", "paddle"):
         assert not info(name).quick_compile and info(name).quick_steps == 0
 
 

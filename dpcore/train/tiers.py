@@ -3,9 +3,12 @@ optimized program compiles beside them.
 
 XLA compiles the water training step in ~7 s at its default optimization level and in ~1.5 s at level 0, whose
 program runs ~1.6x slower (benchmarks/README.md, "Compilation").  On a backend whose registry entry gives
-``quick_compile`` options and ``quick_steps`` (jax), a step function is traced once per input signature and
-compiled twice: with those options for the steps ``t < quick_steps``, and with the default options in a
-background thread for the steps after, the loop waiting for it at step ``quick_steps`` if it is not ready.
+``quick_compile`` options and ``quick_steps``, a step function gets two programs per input signature: one made
+with those options for the steps ``t < quick_steps``, and the optimized one, compiled in a background thread, for
+the steps after, the loop waiting for it at step ``quick_steps`` if it is not ready.  jax traces the step once
+and compiles it twice (``quick_compile``: XLA's optimization level 0); TensorFlow has no per-program compiler
+options, so its quick program is the same function as a graph without XLA (``jit_compile=False``: traced in
+~3 s, no XLA compile, steps ~1.4x slower) and the background thread traces and compiles the XLA program.
 
 The switch is at a fixed step, not when the compile finishes: the two programs round differently (~1e-11
 relative), so a run is reproducible bit for bit only if every step's program is known in advance; a resumed run
