@@ -47,7 +47,10 @@ class BackendInfo:
         relative to site-packages, which name every option it knows (XLA aborts the process on an
         unknown one).  ``--xla_cpu_use_fusion_emitters=false``: XLA's older CPU fusion code generator compiles
         the water training step 2-3x faster (jax 20 -> 7-9 s, TensorFlow 26 -> 17 s at load 3) with the same
-        step time (benchmarks/README.md, "Compilation");
+        step time (benchmarks/README.md, "Compilation"); ``--xla_cpu_experimental_ynn_fusion_type=individual_dot``:
+        YNNPACK (XLA's CPU kernel library) takes single dots only, not the elementwise and reduce fusions it is
+        given by default, whose float32 kernels made the float32 water training step 1.25x slower on jax
+        (0.087 -> 0.070 s/step, 2 threads; float64 steps and inference unchanged; benchmarks/README.md);
     compile_cache: environment settings of the framework's persistent cache of compiled programs, ``{dir}``
         standing for dpcore's cache directory of this backend (:func:`dpcore.backends.frameworks.compile_cache_dir`):
         a plain value is set when the variable is unset, a ``--name=value`` option is appended to the variable's
@@ -93,7 +96,7 @@ def _caps(autodiff: bool, jit: bool, use_default_pf: bool, devices: list, mixed_
             "mixed_precision": list(devices if mixed_precision is None else mixed_precision) if autodiff else []}
 
 
-_XLA_CPU = ("--xla_cpu_use_fusion_emitters=false",)
+_XLA_CPU = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
 
 BACKENDS = {
     "numpy": BackendInfo("numpy", "numpy", None, "NumPy", _caps(False, False, True, ["cpu"])),

@@ -125,6 +125,7 @@ def test_filtered_stderr_is_shared_by_threads_that_overlap(capfd):
     os.write(2, b"after both\n")
     assert capfd.readouterr().err.splitlines() == ["kept from the background", "kept from the loop", "after both"]
 
+
 # ------------------------------------------------------------------ XLA compiler options (registry xla_flags)
 
 def _xla_entry(**kw):
@@ -148,7 +149,8 @@ def test_xla_options_reach_the_framework_and_keep_the_numbers(backend):
     assert proc.returncode == 0, proc.stderr
     flags = proc.stdout.split("XLA_FLAGS:")[1].split("\n")[0].split()
     # the user's option kept first, dpcore's added once (the thread plan may add its own after them)
-    assert flags[:2] == ["--xla_force_host_platform_device_count=1", "--xla_cpu_use_fusion_emitters=false"], flags
+    assert flags[:3] == ["--xla_force_host_platform_device_count=1", "--xla_cpu_use_fusion_emitters=false",
+                         "--xla_cpu_experimental_ynn_fusion_type=individual_dot"], flags
     assert sum(f.startswith("--xla_cpu_use_fusion_emitters") for f in flags) == 1, flags
     assert float(proc.stdout.split("ERR:")[1]) < 1e-10
 
@@ -159,7 +161,8 @@ def test_a_users_xla_option_is_kept(monkeypatch):
     pytest.importorskip("jaxlib")
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
     frameworks._set_xla_flags(_xla_entry())
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_use_fusion_emitters=true"
+    assert os.environ["XLA_FLAGS"] == ("--xla_cpu_use_fusion_emitters=true "
+                                       "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
 
 
 def test_an_option_the_library_does_not_name_is_never_set(monkeypatch):
@@ -173,7 +176,8 @@ def test_an_option_the_library_does_not_name_is_never_set(monkeypatch):
     frameworks._set_xla_flags(_xla_entry(xla_flags=("--xla_cpu_no_such_option_in_any_xla=1",)))
     assert "XLA_FLAGS" not in os.environ
     frameworks._set_xla_flags(_xla_entry())
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_use_fusion_emitters=false"
+    assert os.environ["XLA_FLAGS"] == ("--xla_cpu_use_fusion_emitters=false "
+                                       "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
     frameworks._set_xla_flags(_xla_entry(xla_flags=(), xla_library=("jaxlib/no_such_library.so",)))
     assert os.environ["XLA_FLAGS"] == ""
 
