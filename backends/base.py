@@ -12,8 +12,7 @@ A backend adapter supplies only what differs between frameworks:
   ``create_graph`` keeps the graph for a second differentiation (torch/paddle/tf);
 * ``jit(f)``: compiled version of ``f`` where the framework has one (identity otherwise); where the registry
   gives ``quick_compile`` options, ``lower(fn, args)`` and ``compile_lowered(lowered, options)`` compile a
-  jitted function ahead of its call (:mod:`dpcore.train.tiers`); ``training_settings()``: framework settings
-  held while a training run lasts (TensorFlow: Grappler off);
+  jitted function ahead of its call (:mod:`dpcore.train.tiers`);
   ``compiled(name, fn, cfg, **static)``: a model forward compiled once per config and static arguments where
   the registry says forwards are (``info.jit_forward``), kept in a small cache of the backend object;
 * ``info`` / ``capabilities``: static data from :mod:`dpcore.backends.registry` (documented support
@@ -27,7 +26,6 @@ A backend adapter supplies only what differs between frameworks:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import json
@@ -78,10 +76,6 @@ class Backend:
     def compile_lowered(self, lowered, options: dict | None = None):
         """The program of :meth:`lower`'s result, compiled with compiler ``options`` (None: the defaults)."""
         raise NotImplementedError(f"backend {self.name!r} has no separate lowering and compilation")
-
-    def training_settings(self):
-        """A context manager holding framework settings for the length of a training run (default: none)."""
-        return contextlib.nullcontext()
 
     def compiled(self, name: str, fn, cfg: dict, **static):
         """``fn(self, cfg, params, inputs, **static)`` as a function of ``(params, inputs)``: compiled with

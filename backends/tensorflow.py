@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
@@ -141,21 +140,6 @@ class TensorFlowBackend(Backend):
         fn = tf.function(f, **{"autograph": False, **kwargs})
         return quiet_calls(self.name, fn) if kwargs.get("jit_compile") else fn
 
-    @contextlib.contextmanager
-    def training_settings(self):
-        """Grappler (TensorFlow's graph optimizer) off while a training run lasts: ~0.7 s of the first call of the
-        water training step as a graph (the quick steps, :mod:`dpcore.train.tiers`), and neither those steps nor
-        the XLA steps run faster with it (0.21 and 0.15 s/step either way).  Its switch is TensorFlow's global
-        optimizer options, and a function instantiated under other options than those of a later call is
-        instantiated (an XLA function: compiled) again, so it is set once for the whole run, before any step, and
-        the user's value is given back at its end."""
-        saved = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-        try:
-            yield
-        finally:
-            tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": saved})
-
     def lower(self, fn, args: tuple):
         """TensorFlow traces and compiles a function at its first call: the "lowered" step is the jitted function
         with the arguments of its first call."""
@@ -166,6 +150,9 @@ class TensorFlowBackend(Backend):
         graph without XLA, traced at its first call; without, the XLA function itself, called here once on the
         first call's arguments so that it is traced and compiled now (the results of that call are dropped: the
         steps are pure functions of their arguments)."""
+        # Grappler (~0.7 s of the graph's first call) is left on: its switch is TensorFlow's global optimizer
+        # options, and an XLA function instantiated under other options than those of its later calls compiles
+        # again at the switch (~10 s, measured)
         if options:
             return self.jit(_python_function(lowered.fn), **options)
         args, lowered.args = lowered.args, None

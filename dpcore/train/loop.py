@@ -313,10 +313,6 @@ class Trainer(WorkerSteps):
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> dict:
-        with self.backend.training_settings():  # e.g. TensorFlow's graph optimizer off (backends/tensorflow.py)
-            return self._run()
-
-    def _run(self) -> dict:
         tr = self.cfg["training"]
         disp_freq, save_freq, num_steps = int(tr["disp_freq"]), int(tr["save_freq"]), self.num_steps
         log.info("training %d steps (from step %d) on backend %s; %d trainable parameters", num_steps,

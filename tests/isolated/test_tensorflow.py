@@ -297,31 +297,3 @@ def test_evaluate_runs_a_graph_traced_once_per_shape():
                          backend="tf", **tiled)
     assert rel_err(out["force"], np.concatenate([ref["force"]] * 2)) <= TOL["float64"]
     assert new[0].experimental_get_tracing_count() == 2
-
-
-def test_a_training_run_holds_grappler_off_and_gives_the_users_setting_back(tmp_path, monkeypatch):
-    """backend.training_settings(): TensorFlow's graph optimizer is off from before the first step to the end of a
-    run (set once: a function instantiated under other options is instantiated again), the user's value after."""
-    from dpcore.train.loop import Trainer
-    from helpers.train import make_case
-
-    def grappler_off():
-        return bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False))
-
-    seen = []
-    step = Trainer.step
-    monkeypatch.setattr(Trainer, "step", lambda self, t: (seen.append(grappler_off()), step(self, t))[1])
-    for users in (False, True):
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": users})
-        seen.clear()
-        cfg = make_case(tmp_path / f"data{users}", nsys=1, numb_steps=3)
-        Trainer(cfg, BACKEND, workdir=tmp_path / str(users)).run()
-        assert seen == [True] * 3 and grappler_off() is users
-    with BE.training_settings():
-        assert grappler_off()
-        with pytest.raises(RuntimeError):  # given back also when the run fails
-            with BE.training_settings():
-                raise RuntimeError("interrupted")
-        assert grappler_off()
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
-    assert not grappler_off()
