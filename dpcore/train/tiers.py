@@ -14,7 +14,8 @@ The switch is at a fixed step, not when the compile finishes: the two programs r
 relative), so a run is reproducible bit for bit only if every step's program is known in advance; a resumed run
 takes the same program at each step as the uninterrupted one.  A run that ends before ``quick_steps`` never
 compiles the optimized program.  ``DPCORE_QUICK_STEPS`` sets the number of quick steps (0: none); tiering is off
-when the user's ``XLA_FLAGS`` set one of the quick options themselves, and for data-parallel runs.
+when the user's ``XLA_FLAGS`` set one of the quick options themselves (jax's optimization level), and for
+data-parallel runs.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ class TieredStep:
 
     ``options`` / ``quick_steps`` from :func:`quick_plan`; ``full_after``: whether any call will have
     ``t >= quick_steps`` (else the optimized program is never compiled); ``priority``: order of the background
-    compiles (lower first).  Programs are kept per argument :func:`signature`; ``lowerings`` counts the traces.
+    compiles (lower first).  Programs are kept per argument :func:`signature`; ``lowerings`` counts the
+    ``backend.lower`` calls (one per signature: jax traces there, TensorFlow at each program's first call).
     """
 
     def __init__(self, backend, fn, options: dict, quick_steps: int, full_after: bool, priority: int = 0):
