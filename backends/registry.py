@@ -33,8 +33,9 @@ class BackendInfo:
     quick_compile / quick_steps: compiler options of a quick first compile of the training and validation steps,
         whose programs run the first ``quick_steps`` steps while the optimized ones compile beside them
         (:mod:`dpcore.train.tiers`; jax: XLA's optimization level 0 compiles the water step in ~1.5 s against
-        ~7 s, and runs it ~1.6x slower; TensorFlow: the step as a graph without XLA, ``jit_compile=False``,
-        traced in ~3 s against ~11 s to trace and compile with XLA, and ~1.4x slower);
+        ~7 s, and runs it ~1.6x slower; TensorFlow: ``eager``, the step's Python function run op by op, nothing
+        traced or compiled: the water step's first call ~0.8 s against ~3 s as a graph and ~11 s with XLA, then
+        ~0.6 s/step against 0.21 and 0.15: fewer quick steps);
     unsafe_after: ``(framework, reason)`` pairs: importing this framework after that one crashes the process
         (:func:`dpcore.backends.frameworks.load_framework` refuses with a clear error);
     quiet_env / quiet_warnings / quiet_stderr: environment defaults, warning messages and stderr lines (regex)
@@ -116,7 +117,7 @@ BACKENDS = {
                                       "devices": {"collective": "jax.sharding, XLA all-reduce"}}),
     "tensorflow": BackendInfo(
         "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
-        jit_forward=True, step_jit={"jit_compile": True}, quick_compile={"jit_compile": False}, quick_steps=40,
+        jit_forward=True, step_jit={"jit_compile": True}, quick_compile={"eager": True}, quick_steps=15,
         xla_flags=_XLA_CPU, xla_library=("tensorflow/libtensorflow_framework.so.2",
                                                  "tensorflow/libtensorflow_cc.so.2"),
         compile_cache={"TF_XLA_FLAGS": "--tf_xla_persistent_cache_directory={dir}"},

@@ -2,7 +2,7 @@
 
 * gradients: ``tf.GradientTape`` over pytrees (nested dicts / lists / tuples of tensors);
 * ``jit``: ``tf.function`` (graph mode; pass ``jit_compile=True`` for XLA); ``lower``/``compile_lowered``: the
-  quick first program of a training step is the same function as a graph without XLA (:mod:`dpcore.train.tiers`);
+  quick first program of a training step is its Python function run eagerly (:mod:`dpcore.train.tiers`);
 * devices: ``None`` (TF's placement), ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"cuda:0"`` or a TF device
   string such as ``"/GPU:0"``;
 * settings applied when the backend object is created: TensorFloat-32 matmuls off (float32 stays
@@ -146,15 +146,15 @@ class TensorFlowBackend(Backend):
         return _FirstCall(fn, args)
 
     def compile_lowered(self, lowered, options: dict | None = None):
-        """With ``options`` (the registry's ``quick_compile``: ``jit_compile=False``) the same Python function as a
-        graph without XLA, traced at its first call; without, the XLA function itself, called here once on the
-        first call's arguments so that it is traced and compiled now (the results of that call are dropped: the
-        steps are pure functions of their arguments)."""
-        # Grappler (~0.7 s of the graph's first call) is left on: its switch is TensorFlow's global optimizer
-        # options, and an XLA function instantiated under other options than those of its later calls compiles
-        # again at the switch (~10 s, measured)
+        """With ``options`` (the registry's ``quick_compile``) the quick program: ``eager=True``, the step's Python
+        function run op by op (nothing to trace or compile: the water step's first call takes ~0.8 s against ~3 s
+        to trace it as a graph and ~11 s with XLA; then ~0.6 s/step against 0.21 as a graph and 0.15 with XLA),
+        other options, the same function as a ``tf.function`` with them.  Without, the XLA function itself, called
+        here once on the first call's arguments so that it is traced and compiled now (the results of that call
+        are dropped: the steps are pure functions of their arguments)."""
         if options:
-            return self.jit(_python_function(lowered.fn), **options)
+            fn = _python_function(lowered.fn)
+            return fn if options.get("eager") else self.jit(fn, **{k: v for k, v in options.items() if k != "eager"})
         args, lowered.args = lowered.args, None
         lowered.fn(*args)
         return lowered.fn

@@ -148,11 +148,13 @@ def test_quick_plan_from_the_registry_the_environment_and_the_run(monkeypatch):
 
 
 def test_registry_tiers_the_xla_steps_only():
-    """jax: XLA's level 0; TensorFlow (no per-program XLA options): the step as a graph without XLA."""
+    """jax: XLA's level 0; TensorFlow (no per-program XLA options): the step run eagerly, nothing compiled."""
     from dpcore.backends import info
 
     assert info("jax").quick_compile == {"xla_backend_optimization_level": 0} and info("jax").quick_steps > 0
-    assert info("tensorflow").quick_compile == {"jit_compile": False} and info("tensorflow").quick_steps > 0
+    assert info("tensorflow").quick_compile == {"eager": True} and info("tensorflow").quick_steps > 0
+    assert tiers.compiles_quick(info("jax").quick_compile) and not tiers.compiles_quick(info("tensorflow").quick_compile)
+    assert not tiers.compiles_quick({})
     for name in ("numpy", "torch", "paddle"):
         assert not info(name).quick_compile and info(name).quick_steps == 0
 

@@ -57,7 +57,7 @@ from .setup import (build_model_and_stats, check_training_section, is_spin, load
                     resolve_sel, steps_from_config)
 from .shards import WorkerSteps
 from .step import StepCache, make_eval, make_grad, make_step, make_update, step_context
-from .tiers import TieredStep, quick_plan, start_background_compiles, stop_background_compiles
+from .tiers import TieredStep, compiles_quick, quick_plan, start_background_compiles, stop_background_compiles
 
 log = logging.getLogger("dpcore.train")
 
@@ -201,7 +201,7 @@ class Trainer(WorkerSteps):
         def tiered(fn, priority, full_after):
             return TieredStep(be, fn, options, quick, full_after=full_after, priority=priority)
 
-        self.quick_steps = quick
+        self.quick_steps, self.quick_compiled = quick, compiles_quick(options)
         self.steps = StepCache(lambda blocks, flags: tiered(make_step(
             be, mcfg, self.loss, blocks, flags, cfg["optimizer"], tr.get("gradient_max_norm"), forward,
             self.lr_scale), 0, self.num_steps > quick), ("step", json.dumps(cfg["optimizer"], sort_keys=True),
@@ -261,9 +261,10 @@ class Trainer(WorkerSteps):
         """On compiling backends, a thread that compiles (and runs once, the result dropped) the validation step of
         the first validation batch while the first training step compiles, so that XLA uses the second core:
         the validation step is a third of the first step's compile time.  The validation sampler is left where
-        it was and the parameters are copied (jax donates the training step's).  Returns the thread or None."""
+        it was and the parameters are copied (jax donates the training step's).  Not where the first steps run
+        eagerly (nothing to compile; a second Python thread would only slow the first).  Returns the thread or None."""
         if (self.valid_s is None or not self.backend.capabilities.get("jit") or self.world.kind == "processes"
-                or not self.cfg["training"]["disp_training"]):
+                or not self.cfg["training"]["disp_training"] or (self.quick_steps and not self.quick_compiled)):
             return None
         state = self.valid_s.get_state()
         inputs, labels, blocks, flags = self._to_backend(self.valid_s.take(1)[0])
@@ -361,7 +362,7 @@ class Trainer(WorkerSteps):
                     if display and self.world.is_main:
                         log_display(t + 1, num_steps, trn, val, float(self.lr.value(t)) * self.lr_scale, per)
                 if 0 < self.quick_steps == t and t + 1 < num_steps:
-                    # the steady-state average starts after the quickly compiled steps and the one that waited for
+                    # the steady-state average starts after the quick steps and the one that waited for
                     # the optimized program (dpcore.train.tiers)
                     t_window, n_window, timed_steps, timed_time = now, 0, 0, 0.0
                 if ((t + 1) % save_freq == 0 or t + 1 == num_steps) and self.world.is_main:
@@ -376,7 +377,7 @@ class Trainer(WorkerSteps):
         if tr["time_training"] and num_steps > self.start_step:
             excluded = "the first step, %.2f s" % (t_first or 0.0)
             if 0 < self.quick_steps < num_steps - 1:
-                excluded += ", and the next %d (quickly compiled)" % (self.quick_steps - self.start_step)
+                excluded += ", and the next %d (quick programs)" % (self.quick_steps - self.start_step)
             log.info("finished %d steps in %s; average %.4f s/step (excluding %s)",
                      num_steps - self.start_step, fmt_time(wall), per_step, excluded)
         from ..model.factory import model_from_state

@@ -6,9 +6,9 @@ program runs ~1.6x slower (benchmarks/README.md, "Compilation").  On a backend w
 ``quick_compile`` options and ``quick_steps``, a step function gets two programs per input signature: one made
 with those options for the steps ``t < quick_steps``, and the optimized one, compiled in a background thread, for
 the steps after, the loop waiting for it at step ``quick_steps`` if it is not ready.  jax traces the step once
-and compiles it twice (``quick_compile``: XLA's optimization level 0); TensorFlow has no per-program compiler
-options, so its quick program is the same function as a graph without XLA (``jit_compile=False``: traced in
-~3 s, no XLA compile, steps ~1.4x slower) and the background thread traces and compiles the XLA program.
+and compiles it twice (``quick_compile``: XLA's optimization level 0); TensorFlow's quick program is the step's
+Python function run eagerly (``eager``: nothing traced or compiled, the water step's first call ~0.8 s against
+~3 s as a graph; ~0.6 s/step, 4x the XLA step) and the background thread traces and compiles the XLA program.
 
 The switch is at a fixed step, not when the compile finishes: the two programs round differently (~1e-11
 relative), so a run is reproducible bit for bit only if every step's program is known in advance; a resumed run
@@ -45,6 +45,11 @@ def quick_plan(backend, workers: int = 1) -> tuple[dict, int]:
             raise ValueError(f"{ENV} must be a number of steps (0: no quick compile), got {steps!r}")
         return (dict(info.quick_compile), int(steps)) if int(steps) > 0 else ({}, 0)
     return dict(info.quick_compile), int(info.quick_steps)
+
+
+def compiles_quick(options: dict) -> bool:
+    """Whether the quick programs of :func:`quick_plan`'s ``options`` are compiled (``eager``: they are not)."""
+    return bool(options) and not options.get("eager")
 
 
 class _Compiler:
@@ -183,7 +188,7 @@ class _Programs:
             _COMPILER.open()
             if not self._done.is_set():
                 log.info("waiting for the optimized step program to finish compiling (the first %d steps ran a "
-                         "quickly compiled one)", self.tiered.quick_steps)
+                         "quick one)", self.tiered.quick_steps)
             self._done.wait()
             self._done = None
             if self._error is not None:

@@ -1,11 +1,12 @@
 """Tiered compilation (own process; dpcore.train.tiers): the first steps run a quickly compiled program (jax: XLA's
-optimization level 0; TensorFlow: a graph without XLA), the optimized program compiled beside them takes over at a
+optimization level 0; TensorFlow: the step run eagerly), the optimized program compiled beside them takes over at a
 fixed step, so runs are reproducible bit for bit, restarts continue exactly, and the result is the untiered one up
 to round-off."""
 
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import shutil
 
@@ -48,11 +49,13 @@ def test_quick_steps_then_the_optimized_program_at_a_fixed_step(tmp_path, monkey
         trainer, result = _run(cfg, run, monkeypatch, quick=5)
     assert trainer.quick_steps == 5
     # the average s/step covers the optimized steps 6-7 only (steps 1-5 quick, step 5 waited for the switch)
-    assert "(excluding the first step, " in caplog.text and ", and the next 5 (quickly compiled))" in caplog.text
+    assert "(excluding the first step, " in caplog.text and ", and the next 5 (quick programs))" in caplog.text
     steps = [fn for key, fn in trainer.steps._shared.items() if key[0] == trainer.steps.context]
     programs = [p for fn in steps for p in fn._programs.values()]
     assert programs and sum(fn.lowerings for fn in steps) == len(programs)
     assert all(p._full is not None and p._full is not p.quick for p in programs)
+    if BACKEND == "tensorflow":  # the quick steps ran eagerly: the step's Python function, no tf.function
+        assert all(inspect.isfunction(p.quick) for p in programs) and not trainer.quick_compiled
 
     _, again = _run(cfg, tmp_path / "b", monkeypatch, quick=5, fresh=False)
     assert (tmp_path / "b" / "lcurve.out").read_text() == (run / "lcurve.out").read_text()
