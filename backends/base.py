@@ -79,8 +79,8 @@ class Backend:
 
     def compiled(self, name: str, fn, cfg: dict, **static):
         """``fn(self, cfg, params, inputs, **static)`` as a function of ``(params, inputs)``: compiled with
-        :meth:`jit` once per (``name``, model config, ``static`` values) where model forwards are compiled
-        (``info.jit_forward``), else called as it is.  The last 16 compiled functions of this backend object are
+        :meth:`jit` (and the registry's ``forward_jit`` options) once per (``name``, model config, ``static``
+        values) where model forwards are compiled (``info.jit_forward``), else called as it is.  The last 16 compiled functions of this backend object are
         kept (each traces once per input shape)."""
         info = self.info
         if info is None or not info.jit_forward:
@@ -89,7 +89,7 @@ class Backend:
         cache = self.__dict__.setdefault("_compiled_forwards", OrderedDict())
         compiled = cache.pop(key, None)
         if compiled is None:
-            compiled = self.jit(functools.partial(fn, self, copy.deepcopy(cfg), **static))
+            compiled = self.jit(functools.partial(fn, self, copy.deepcopy(cfg), **static), **info.forward_jit)
         cache[key] = compiled
         while len(cache) > _MAX_COMPILED:
             cache.popitem(last=False)

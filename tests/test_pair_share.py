@@ -176,8 +176,9 @@ def test_compressed_tables_share_in_fused_forwards_only():
     trim = be.slot_trim(model.config)
     blocks = trim(blocks, inputs["nlist_mask"])
     assert trim.share(inputs, blocks, model.params["descriptor"]) is inputs
-    assert info("jax").xla_forward and not any(info(b).xla_forward for b in ("numpy", "torch", "tensorflow", "paddle"))
-    graph = SlotTrim(model.config["descriptor"], True, share_tables=False)  # TensorFlow's graph forwards
+    assert info("jax").xla_forward and info("tensorflow").xla_forward
+    assert not any(info(b).xla_forward for b in ("numpy", "torch", "paddle"))
+    graph = SlotTrim(model.config["descriptor"], True, share_tables=False)  # a compiled forward that is not XLA
     assert graph.share(inputs, blocks, model.params["descriptor"]) is inputs
     compiled = SlotTrim(model.config["descriptor"], True, share_tables=True)
     shared = compiled.share(inputs, blocks, model.params["descriptor"])
