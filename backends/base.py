@@ -115,6 +115,11 @@ class Backend:
 
         return tree_map(lambda x: self.asarray(np.asarray(x)) if isinstance(x, (np.ndarray, np.generic)) else x, tree)
 
+    def forward_inputs(self, tree):
+        """The NumPy inputs of a model forward (:meth:`model_forward`, :meth:`compiled` functions) as that forward
+        takes them: framework arrays (:meth:`tree_asarray`) unless the backend says otherwise."""
+        return self.tree_asarray(tree)
+
     def tree_to_numpy(self, tree):
         """Convert every framework array of a nested dict/list to NumPy (None and Python scalars kept)."""
         from .tree import tree_map

@@ -154,7 +154,7 @@ def evaluate_centres(backend, cfg: dict, params, system: dict, *, per_call: int,
             trim = backend.slot_trim(cfg)
             blocks = trim(blocks_for(inputs["centre_type"][0]), inputs["nlist_mask"])
             inputs = trim.share(inputs, blocks, dparams)  # (dpcore.pair_share)
-            res = chunk_forward(backend, cfg, params, backend.tree_asarray(inputs), blocks, atomic_virial=atomic,
+            res = chunk_forward(backend, cfg, params, backend.forward_inputs(inputs), blocks, atomic_virial=atomic,
                                 force_mode=force_mode)
             res = {k: np.asarray(backend.to_numpy(v), dtype=np.float64)[0] for k, v in res.items()}
             out["atom_energy"][f, chunk] = res["atom_energy"][: len(chunk)]

@@ -126,7 +126,7 @@ class EnergyModel:
             trim = be.slot_trim(self.config)
             blocks = trim(blocks, inputs["nlist_mask"])  # (dpcore.slot_trim)
             inputs = trim.share(inputs, blocks, self.params["descriptor"])  # (dpcore.pair_share)
-            out = be.model_forward(self.config, self.backend_params(be), be.tree_asarray(inputs), blocks,
+            out = be.model_forward(self.config, self.backend_params(be), be.forward_inputs(inputs), blocks,
                                    atomic_virial=atomic, force_mode=force_mode)
             return unpermute({k: np.asarray(be.to_numpy(v)) for k, v in out.items()}, perm)
 

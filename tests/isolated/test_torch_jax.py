@@ -255,6 +255,23 @@ def test_jax_contract_conversion_device_and_settings():
 
 
 @pytest.mark.backends("jax")
+def test_jax_forward_inputs_stay_numpy_unless_a_device_is_asked_for():
+    """A jitted forward places NumPy inputs itself (faster than a device_put first); a backend with a device places
+    them there; both give the same outputs."""
+    import jax
+
+    default, placed = get_backend("jax"), get_backend("jax", device="cpu:0")
+    model, inputs, blocks = _prepared("two_side")
+    assert default.forward_inputs(inputs) is inputs
+    on_device = placed.forward_inputs(inputs)
+    assert all(isinstance(on_device[k], jax.Array) for k, x in inputs.items() if isinstance(x, np.ndarray))
+    a = default.model_forward(model.config, default.tree_asarray(model.params), default.forward_inputs(inputs), blocks)
+    b = placed.model_forward(model.config, placed.tree_asarray(model.params), on_device, blocks)
+    for k in ("energy", "force", "virial"):
+        assert np.array_equal(np.asarray(a[k]), np.asarray(b[k])), k
+
+
+@pytest.mark.backends("jax")
 def test_jax_placement_refuses_a_lost_dtype():
     """With x64 turned off behind dpcore's back, float64 input would silently become float32: a clear error."""
     import jax
@@ -266,6 +283,8 @@ def test_jax_placement_refuses_a_lost_dtype():
             be.asarray(np.ones(3))
         with pytest.raises(TypeError, match="float64 became float32; is jax_enable_x64 off"):
             be.tree_asarray({"a": np.ones(3, dtype=np.int32), "b": [np.ones(2)]})
+        with pytest.raises(TypeError, match="float64 became float32; is jax_enable_x64 off"):
+            get_backend("jax").forward_inputs({"b": [np.ones(2)]})  # the jitted forward would truncate it
     finally:
         jax.config.update("jax_enable_x64", True)
 
