@@ -87,7 +87,9 @@ def build_neighbor_list(coord, atype, box, rcut, sel, pair_exclude_types=(), *, 
         cells = cell_list(coord[f], atype[f], None if box is None else box[f], rcut)
         rows, most_f = centre_neighbors(cells, np.arange(nloc), sel, pair_exclude_types, mixed_types=mixed_types)
         most = np.maximum(most, most_f)
-        used = np.concatenate([np.arange(nloc), np.unique(rows[rows >= nloc])])  # locals, then the referenced ghosts
+        referenced = np.zeros(len(cells.owner), dtype=bool)  # the ghosts some row references (a mark: no sort)
+        referenced[rows[rows >= nloc]] = True
+        used = np.concatenate([np.arange(nloc), np.flatnonzero(referenced[nloc:]) + nloc])  # locals, then those
         extended_index = np.zeros(len(cells.owner), dtype=np.int64)
         extended_index[used] = np.arange(len(used))
         nlist[f] = np.where(rows >= 0, extended_index[rows], -1)
@@ -181,6 +183,19 @@ def _stable_order(group, ngroups):
     return np.argsort(group.astype(np.uint16) if ngroups <= 2**16 else group, kind="stable")
 
 
+def _stable_argsort(x):
+    """``np.argsort(x, kind="stable")`` of a float array, ~5x faster: NumPy's default sort (vectorised, unstable),
+    then, only where equal values exist, the tied indices put back in ascending order (exact: an integer key
+    ``rank of the value * n + index``)."""
+    order = np.argsort(x)
+    ordered = x[order]
+    tied = ordered[1:] == ordered[:-1]
+    if not np.any(tied):
+        return order
+    rank = np.concatenate([[0], np.cumsum(~tied)])
+    return np.sort(rank * len(x) + order) % len(x)
+
+
 def _rank_in_group(group, ngroups):
     """Position of each element inside its group, for ``group`` sorted ascending (ints in [0, ngroups))."""
     count = np.bincount(group, minlength=ngroups)
@@ -192,7 +207,7 @@ def _select_neighbors(i, j, dist, jtype, nloc, sel, mixed_types):
 
     Returns the kept (i, j, column); column in [0, nnei). Ties in distance are broken deterministically.
     """
-    order = np.argsort(dist, kind="stable")  # ties keep the candidate order: rows do not depend on the chunking
+    order = _stable_argsort(dist)  # ties keep the candidate order: rows do not depend on the chunking
     order = order[_stable_order(i[order], nloc)]  # by centre, ascending distance within each centre
     i, j, jtype = i[order], j[order], jtype[order]
     rank = _rank_in_group(i, nloc)

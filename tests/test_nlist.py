@@ -379,3 +379,16 @@ def test_accepted_input_forms_agree():
         other = build_neighbor_list(**{**GOOD, **change})
         np.testing.assert_array_equal(other.nlist, reference.nlist)
         np.testing.assert_array_equal(other.shift, reference.shift)
+
+
+def test_stable_argsort_equals_numpys_stable_sort_with_and_without_ties():
+    """The neighbour order's distance sort (a fast unstable sort, ties put back in index order) is exactly NumPy's
+    stable argsort: random distances, rounded ones with many ties, all equal, empty, -0.0 and 0.0."""
+    from dpcore.nlist import _stable_argsort
+
+    rng = np.random.default_rng(7)
+    cases = [rng.random(n) * 6.0 for n in (0, 1, 2, 17, 4000)]
+    cases += [np.round(rng.random(3000) * k) / 7.0 for k in (1, 5, 60)]
+    cases += [np.full(50, 2.5), np.array([0.0, -0.0, 1.0, 0.0, -0.0])]
+    for x in cases:
+        assert np.array_equal(_stable_argsort(x), np.argsort(x, kind="stable")), x[:8]
