@@ -80,8 +80,8 @@ class Backend:
     def compiled(self, name: str, fn, cfg: dict, **static):
         """``fn(self, cfg, params, inputs, **static)`` as a function of ``(params, inputs)``: compiled with
         :meth:`jit` (and the registry's ``forward_jit`` options) once per (``name``, model config, ``static``
-        values) where model forwards are compiled (``info.jit_forward``), else called as it is.  The last 16 compiled functions of this backend object are
-        kept (each traces once per input shape)."""
+        values) where model forwards are compiled (``info.jit_forward``), else called as it is.  The last 16
+        compiled functions of this backend object are kept (each traces once per input shape)."""
         info = self.info
         if info is None or not info.jit_forward:
             return functools.partial(fn, self, cfg, **static)

@@ -187,7 +187,7 @@ class JaxBackend(Backend):
 
     def forward_inputs(self, tree):
         """NumPy leaves kept where no device was asked for: a jitted forward places them itself, ~1.3 ms per water
-        frame faster than one ``device_put`` of the ~40 input arrays first (compressed model, 1 thread; float64 is
+        frame faster than one ``device_put`` of the ~25 input arrays first (compressed model, 1 thread; float64 is
         kept only with x64 on, else :meth:`tree_asarray` raises its clear error)."""
         if self.device is None and jax.config.jax_enable_x64:
             return tree
