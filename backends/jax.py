@@ -100,18 +100,12 @@ def _pack(leaves):
     return jnp.concatenate([jnp.reshape(x, (-1,)) for x in leaves])
 
 
-# the indices of the shared inputs are in range by construction (dpcore/pair_share.py): "clip" is XLA's own gather,
-# where jnp.take's default ("fill") adds a bounds test and a NaN select per element (~2 ms of the compressed water
-# frame's ~48, 1 thread)
-_take_in_range = functools.partial(jnp.take, mode="clip")
-
-
 @jax.custom_vjp
 def _gather_rows(x, index, inverse):
     """dpcore.xp.gather_rows with its transpose by gathers at ``inverse``: XLA on CPU expands the scatter that
     JAX's transpose of a gather would be into a loop over its rows (~0.4 us a row; 17% of a water training step
     with shared embedding inputs, dpcore/pair_share.py)."""
-    return gather_rows(jnp, x, index, take=_take_in_range)
+    return gather_rows(jnp, x, index)
 
 
 def _gather_rows_fwd(x, index, inverse):
@@ -120,7 +114,7 @@ def _gather_rows_fwd(x, index, inverse):
 
 def _gather_rows_bwd(res, gy):
     index, inverse = res
-    return gather_rows_vjp(jnp, gy, index.ndim - 1, inverse, take=_take_in_range), None, None
+    return gather_rows_vjp(jnp, gy, index.ndim - 1, inverse), None, None
 
 
 _gather_rows.defvjp(_gather_rows_fwd, _gather_rows_bwd)

@@ -95,44 +95,43 @@ def register_gather_rows(name: str, fn) -> None:
     _GATHERS[name] = fn
 
 
-def gather_rows(xp, x, index, inverse=None, take=None):
+def gather_rows(xp, x, index, inverse=None):
     """Per-frame gather: x (nf, n, *rest), index (nf, *idx_shape) in [0, n) -> (nf, *idx_shape, *rest).
 
     ``inverse`` (nf, n, K), optional: for every row of ``x`` the flat positions of ``index`` (in [0, m),
     ``m = prod(idx_shape)``) that read it, padded with ``m``.  A position missing from it must receive a zero
     cotangent (the caller masks it).  Backends with a registered gather (:func:`register_gather_rows`) then
-    differentiate by gathering the cotangent at ``inverse``; the others ignore it.  ``take``: the
-    ``take(x, indices, axis=0)`` to use instead of ``xp.take`` (a registered gather's, for in-range indices).
+    differentiate by gathering the cotangent at ``inverse``; the others ignore it.
     """
     if inverse is not None:
         native = _GATHERS.get(namespace_name(xp))
         if native is not None:
             return native(x, index, inverse)
-    return _gather(xp, x, index, take)
+    return _gather(xp, x, index)
 
 
-def gather_rows_vjp(xp, gy, idx_ndim: int, inverse, take=None):
+def gather_rows_vjp(xp, gy, idx_ndim: int, inverse):
     """The cotangent of ``x`` (nf, n, *rest) in :func:`gather_rows` from the output's ``gy``
     (nf, *idx_shape, *rest), ``idx_ndim = len(idx_shape)``, by ``K`` gathers at ``inverse`` (nf, n, K): the
-    backward of the registered gathers, written once for every namespace (``take`` as in :func:`gather_rows`)."""
+    backward of the registered gathers, written once for every namespace."""
     nf = gy.shape[0]
     rest = tuple(gy.shape[1 + idx_ndim:])
     flat = xp.reshape(gy, (nf, -1) + rest)
     padded = xp.concat([flat, xp.zeros_like(flat[:, :1])], axis=1)  # position m: a zero row
     gx = None
     for k in range(inverse.shape[2]):
-        part = _gather(xp, padded, inverse[:, :, k], take)
+        part = _gather(xp, padded, inverse[:, :, k])
         gx = part if gx is None else gx + part
     return gx
 
 
-def _gather(xp, x, index, take=None):
+def _gather(xp, x, index):
     nf, n = x.shape[0], x.shape[1]
     rest = tuple(x.shape[2:])
     idx_shape = tuple(index.shape[1:])
     offset = xp.arange(nf, dtype=index.dtype, device=device_of(xp, index)) * n
     offset = xp.reshape(offset, (nf,) + (1,) * len(idx_shape))
     flat_idx = xp.reshape(index + offset, (-1,))
-    out = (xp.take if take is None else take)(xp.reshape(x, (nf * n,) + rest), flat_idx, axis=0)
+    out = xp.take(xp.reshape(x, (nf * n,) + rest), flat_idx, axis=0)
     return xp.reshape(out, (nf,) + idx_shape + rest)
 
