@@ -154,7 +154,7 @@ class TensorFlowBackend(Backend):
         are dropped: the steps are pure functions of their arguments)."""
         if options:
             fn = _python_function(lowered.fn)
-            return fn if options.get("eager") else self.jit(fn, **{k: v for k, v in options.items() if k != "eager"})
+            return fn if options.get("eager") else self.jit(fn, **options)
         args, lowered.args = lowered.args, None
         lowered.fn(*args)
         return lowered.fn
