@@ -186,9 +186,8 @@ class JaxBackend(Backend):
         return rebuild(tree, iter(flat))
 
     def forward_inputs(self, tree):
-        """NumPy leaves kept where no device was asked for: a jitted forward places them itself, ~1.3 ms per water
-        frame faster than one ``device_put`` of the ~25 input arrays first (compressed model, 1 thread; float64 is
-        kept only with x64 on, else :meth:`tree_asarray` raises its clear error)."""
+        """NumPy leaves kept (no device asked for, x64 on): the jitted forward places them itself, ~1.3 ms per water
+        frame faster than a ``device_put`` of the ~25 arrays first; else :meth:`tree_asarray` (its dtype error)."""
         if self.device is None and jax.config.jax_enable_x64:
             return tree
         return self.tree_asarray(tree)
