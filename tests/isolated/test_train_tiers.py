@@ -54,8 +54,13 @@ def test_quick_steps_then_the_optimized_program_at_a_fixed_step(tmp_path, monkey
     programs = [p for fn in steps for p in fn._programs.values()]
     assert programs and sum(fn.lowerings for fn in steps) == len(programs)
     assert all(p._full is not None and p._full is not p.quick for p in programs)
+    beside = trainer._compile_validation_beside()  # the first validation compiled beside the first step?
     if BACKEND == "tensorflow":  # the quick steps ran eagerly: the step's Python function, no tf.function
         assert all(inspect.isfunction(p.quick) for p in programs) and not trainer.quick_compiled
+        assert beside is None  # nothing to compile beside an eager first step
+    else:
+        assert trainer.quick_compiled and beside is not None
+        beside.join()
 
     _, again = _run(cfg, tmp_path / "b", monkeypatch, quick=5, fresh=False)
     assert (tmp_path / "b" / "lcurve.out").read_text() == (run / "lcurve.out").read_text()
