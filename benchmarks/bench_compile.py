@@ -7,8 +7,8 @@ Per backend process:
 
 * water: ``train`` on the DeePMD-kit water example (benchmarks/bench_train.py's input, 40 steps); ``first step``
   is the loop's own timing of step 1 (the training step and, since lcurve.out has a line at step 1, the
-  validation step: both compile on jax/tensorflow), ``N steps`` the wall time of the run's steps, ``s/step``
-  the loop's average after the first step (after the quickly compiled steps where there are some); on a backend
+  validation step: both compile on jax, run eagerly on TensorFlow), ``N steps`` the wall time of the run's steps,
+  ``s/step`` the loop's average after the first step (after the quick steps where there are some); on a backend
   with a quick first compile (:mod:`dpcore.train.tiers`, jax and TensorFlow) the water run is made again without it
   (``DPCORE_QUICK_STEPS=0``, its own cold cache);
 * 10 compositions: 10 synthetic water-like systems (n O + 2n H, n = 30, 33, ..., 57, water density, zero
