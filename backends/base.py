@@ -89,11 +89,20 @@ class Backend:
         cache = self.__dict__.setdefault("_compiled_forwards", OrderedDict())
         compiled = cache.pop(key, None)
         if compiled is None:
-            compiled = self.jit(functools.partial(fn, self, copy.deepcopy(cfg), **static), **info.forward_jit)
+            options = info.forward_jit
+            if info.kernel_forward_jit is not None and self.table_kernel(cfg):
+                options = info.kernel_forward_jit
+            compiled = self.jit(functools.partial(fn, self, copy.deepcopy(cfg), **static), **options)
         cache[key] = compiled
         while len(cache) > _MAX_COMPILED:
             cache.popitem(last=False)
         return compiled
+
+    def table_kernel(self, cfg: dict) -> bool:
+        """A model config's compressed tables run this backend's fused kernel (:func:`dpcore.xp.kernel`)."""
+        from dpcore.xp import kernel
+
+        return bool(cfg["descriptor"].get("compress")) and kernel(self.namespace(), "tabulated_contraction") is not None
 
     def slot_trim(self, cfg: dict):
         """The :class:`~dpcore.slot_trim.SlotTrim` of a model config's descriptor on this backend, kept per
@@ -105,8 +114,9 @@ class Backend:
         trims = self.__dict__.setdefault("_slot_trims", {})
         if key not in trims:
             info = self.info
+            # a fused table kernel runs slot by slot: no shared inputs for it
             trims[key] = SlotTrim(cfg["descriptor"], bool(info is not None and info.jit_forward),
-                                  share_tables=bool(info is not None and info.xla_forward))
+                                  share_tables=bool(info is not None and info.xla_forward and not self.table_kernel(cfg)))
         return trims[key]
 
     def tree_asarray(self, tree):

@@ -33,11 +33,12 @@ from .frameworks import load_framework as _load_framework
 _load_framework("paddle")  # quiet, and refused where it would crash the process
 import paddle  # noqa: E402
 
-from dpcore.xp import register_namespace
+from dpcore.xp import namespace_name, register_namespace
 
 from . import paddle_namespace
 from .base import Backend
 from .registry import info as backend_info
+from .table_kernel import TableKernel, register as register_table_kernel
 from .tree import leaves as _tree_leaves
 from .tree import rebuild as _rebuild
 
@@ -53,6 +54,11 @@ def _watched(x):
     y = x.detach()
     y.stop_gradient = False
     return y
+
+
+def _kernel_usable(*tensors) -> bool:
+    grad = paddle.is_grad_enabled()
+    return all(t.place.is_cpu_place() and (t.stop_gradient or not grad) for t in tensors)
 
 
 class PaddleBackend(Backend):
@@ -71,6 +77,9 @@ class PaddleBackend(Backend):
             "set_device": False,
             "jit": "identity",
             "gradient": "paddle.grad",
+            # compressed models: the fused kernel on CPU tensors outside autograd (backends/table_kernel.py)
+            "table_kernel": register_table_kernel(namespace_name(paddle_namespace), TableKernel(
+                _kernel_usable, lambda t: t.numpy(), lambda a, like: paddle.to_tensor(a, place=like.place))),
         }
 
     def namespace(self):

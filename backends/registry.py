@@ -26,6 +26,9 @@ class BackendInfo:
     forward_jit: extra ``backend.jit`` arguments of the model forwards (TensorFlow: XLA, ``jit_compile``: the
         water frame in 66 ms against 82 ms as a plain graph, compressed 54 against 85 ms, 1 thread; the first
         call takes as long, ~4.3 s, tracing included);
+    kernel_forward_jit: the ``backend.jit`` arguments instead of ``forward_jit`` for the forward of a compressed model
+        whose tables run the fused host kernel (:mod:`dpcore.backends.table_kernel`, registered where Numba is
+        installed; TensorFlow: ``{}``, a plain graph, since XLA cannot call it: water 34 against 58 ms as XLA);
     xla_forward: the compiled model forwards are XLA programs, which fuse the coefficient gathers and Horner terms
         of a compressed model's tables: only there do the tables share inputs (:mod:`dpcore.pair_share`; measured
         on the water frame: jax 1.33x faster, TensorFlow's graph forwards 0.91x, the eager backends 0.65-0.79x);
@@ -75,6 +78,7 @@ class BackendInfo:
     capabilities: dict
     jit_forward: bool = False
     forward_jit: dict = field(default_factory=dict)
+    kernel_forward_jit: dict | None = None
     xla_forward: bool = False
     step_jit: dict = field(default_factory=dict)
     update_jit: dict = field(default_factory=dict)
@@ -121,7 +125,8 @@ BACKENDS = {
                                       "devices": {"collective": "jax.sharding, XLA all-reduce"}}),
     "tensorflow": BackendInfo(
         "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
-        jit_forward=True, forward_jit={"jit_compile": True}, xla_forward=True, step_jit={"jit_compile": True},
+        jit_forward=True, forward_jit={"jit_compile": True}, kernel_forward_jit={}, xla_forward=True,
+        step_jit={"jit_compile": True},
         quick_compile={"eager": True}, quick_steps=15,
         xla_flags=_XLA_CPU, xla_library=("tensorflow/libtensorflow_framework.so.2",
                                                  "tensorflow/libtensorflow_cc.so.2"),

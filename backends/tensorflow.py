@@ -29,6 +29,8 @@ from dpcore.xp import gather_rows, gather_rows_vjp, namespace_name, register_gat
 
 from .base import Backend
 from .registry import info as backend_info
+from .table_kernel import register as register_table_kernel
+from .table_kernel_tf import TFTableKernel
 from .tree import leaves as _tree_leaves
 from .tree import rebuild as _rebuild
 
@@ -87,6 +89,8 @@ class TensorFlowBackend(Backend):
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "device": self.tf_device or "default placement",
+            # compressed models: the fused kernel, in plain-graph forwards (backends/table_kernel_tf.py)
+            "table_kernel": register_table_kernel(namespace_name(tf_namespace), TFTableKernel),
         }
 
     def namespace(self):

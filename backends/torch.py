@@ -27,6 +27,7 @@ import torch
 
 from .base import Backend
 from .registry import info as backend_info
+from .table_kernel import TableKernel, register as register_table_kernel
 from .tree import leaves, tree_map
 
 
@@ -47,6 +48,11 @@ def _as_differentiable(x, create_graph: bool):
     if create_graph and x.requires_grad:
         return x.clone()  # a new node, still connected to the outer graph for a second differentiation
     return x.detach().requires_grad_(True)
+
+
+def _kernel_usable(*tensors) -> bool:
+    grad = torch.is_grad_enabled()
+    return all(t.device.type == "cpu" and not (grad and t.requires_grad) for t in tensors)
 
 
 class TorchBackend(Backend):
@@ -74,6 +80,10 @@ class TorchBackend(Backend):
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "jit": "torch.compile" if self.compile else "identity (set DPCORE_TORCH_COMPILE=1 for torch.compile)",
             "THP_MEM_ALLOC_ENABLE": os.environ["THP_MEM_ALLOC_ENABLE"],
+            # compressed models: the fused kernel on CPU tensors outside autograd (backends/table_kernel.py)
+            # (outputs copied into torch's own 64-byte aligned memory: MKL's products round by the alignment)
+            "table_kernel": register_table_kernel("torch", TableKernel(_kernel_usable, lambda t: t.detach().numpy(),
+                                                                       lambda a, like: torch.from_numpy(a).clone())),
         }
 
     def namespace(self):

@@ -2,7 +2,8 @@
 
 Everything under ``dpcore/`` obtains its namespace with :func:`namespace` and
 uses only the Python array API standard plus the few helpers defined here
-(operations the standard lacks: scatter-add onto atoms, gather of rows).
+(operations the standard lacks: scatter-add onto atoms, gather of rows) and the
+lookup of a backend's fused kernels (:func:`kernel`).
 Backends whose arrays array-api-compat does not cover (TensorFlow, Paddle)
 register a shim namespace with :func:`register_namespace`; a shim may provide
 a native ``dpcore_segment_sum`` fast path.  No framework is imported here.
@@ -123,6 +124,25 @@ def gather_rows_vjp(xp, gy, idx_ndim: int, inverse):
         part = _gather(xp, padded, inverse[:, :, k])
         gx = part if gx is None else gx + part
     return gx
+
+
+_KERNELS: dict = {}  # (namespace name, op) -> kernel object
+
+
+def register_kernel(name: str, op: str, kernel) -> None:
+    """Give namespace ``name`` (:func:`namespace_name`) a fused kernel for ``op``, a computation that the core also
+    writes with array operations (which stay its definition).  Registered by the backend adapters; ``None``
+    removes it.  ``op`` ``"tabulated_contraction"``: ``kernel.contract(table, geometry, r)`` (``A`` or None:
+    not for these arrays) and ``kernel.contract_vjp(table, geometry, r, gA)`` (:mod:`dpcore.tabulated`)."""
+    if kernel is None:
+        _KERNELS.pop((name, op), None)
+    else:
+        _KERNELS[(name, op)] = kernel
+
+
+def kernel(xp, op: str):
+    """The kernel registered for ``op`` on namespace ``xp``, or None (the caller uses its array version)."""
+    return _KERNELS.get((namespace_name(xp), op)) if _KERNELS else None
 
 
 def _gather(xp, x, index):

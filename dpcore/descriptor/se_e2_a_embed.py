@@ -7,8 +7,8 @@ runs it per block."""
 from __future__ import annotations
 
 from ..network import embedding_with_slope, net_forward, net_vjp
-from ..tabulated import tabulated_contraction, tabulated_contraction_vjp, tabulated_net
-from ..xp import gather_rows, namespace
+from ..tabulated import table_geometry, tabulated_contraction, tabulated_contraction_vjp, tabulated_net
+from ..xp import gather_rows, kernel, namespace
 
 
 def embedding_key(cfg, t_centre: int, t_nbr: int) -> str:
@@ -42,7 +42,8 @@ class Net:
 
 
 class Table:
-    """The same for a compressed model's table (:mod:`dpcore.tabulated`: ``G`` is never formed)."""
+    """The same for a compressed model's table (:mod:`dpcore.tabulated`: ``G`` is never formed).  ``contract`` runs
+    the backend's fused kernel where one is registered for the arrays (``kernel`` of :mod:`dpcore.xp`)."""
 
     def __init__(self, table, info):
         self.table, self.info = table, info
@@ -54,10 +55,20 @@ class Table:
         return tabulated_net(self.table, self.info, s)
 
     def contract(self, r):
-        return tabulated_contraction(self.table, self.info, r)
+        fused = kernel(namespace(r), "tabulated_contraction")
+        if fused is not None:
+            geometry = table_geometry(self.info, self.table.shape[0])
+            A = fused.contract(self.table, geometry, r)
+            if A is not None:
+                return A, (fused, geometry, r)
+        A, cache = tabulated_contraction(self.table, self.info, r)
+        return A, (None, cache)
 
     def contract_vjp(self, gA, cache):
-        return tabulated_contraction_vjp(gA, cache)
+        if cache[0] is None:
+            return tabulated_contraction_vjp(gA, cache[1])
+        fused, geometry, r = cache
+        return fused.contract_vjp(self.table, geometry, r, gA)
 
 
 def embedding(cfg, params, tc: int, tn: int, compute):
