@@ -16,6 +16,7 @@ reads outside it.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 
 import numpy as np
@@ -117,7 +118,7 @@ def _kernels():
 def _blocks(table, r):
     """The table and r (..., K, 4) as C-contiguous arrays of one dtype, r as (N, K, 4)."""
     table = np.ascontiguousarray(table)
-    r3 = np.ascontiguousarray(np.reshape(r, (-1,) + tuple(r.shape[-2:])), dtype=table.dtype)
+    r3 = np.ascontiguousarray(np.reshape(r, (math.prod(r.shape[:-2]),) + tuple(r.shape[-2:])), dtype=table.dtype)
     return table, r3
 
 
@@ -133,7 +134,7 @@ def contract(table, geometry, r):
 def contract_vjp(table, geometry, r, gA):
     """``dE/dr`` (..., K, 4) of :func:`contract` from ``dE/dA`` (..., 4, ng) (NumPy)."""
     table, r3 = _blocks(table, r)
-    g3 = np.ascontiguousarray(np.reshape(gA, (-1, 4, table.shape[2])), dtype=table.dtype)
+    g3 = np.ascontiguousarray(np.reshape(gA, (r3.shape[0], 4, table.shape[2])), dtype=table.dtype)
     out = np.empty_like(r3)
     _kernels()[1](table, np.asarray(geometry, dtype=np.float64), r3, g3, out)
     return out.reshape(r.shape)

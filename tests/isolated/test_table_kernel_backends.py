@@ -1,0 +1,100 @@
+"""The fused table kernel (backends/table_kernel.py) on the framework backends that register it (``BACKENDS``, one
+per process): a compressed model's analytic forward runs it and gives the array version's outputs; autodiff forces
+(and, on TensorFlow, the graph around it) agree; TensorFlow runs that forward as a plain graph, not XLA; tensors that
+autograd records use the array version on torch and Paddle.  NumPy: tests/test_table_kernel.py."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from helpers import make_model, random_system
+from helpers.isolation import backend_under_test, import_framework
+
+BACKENDS = ("torch", "tensorflow", "paddle")
+BACKEND = backend_under_test(BACKENDS)
+import_framework(BACKEND)
+pytest.importorskip("numba")  # an optional extra (dpcore[fast]); CI installs it with [all]
+
+OP = "tabulated_contraction"
+OUTPUTS = ("energy", "atom_energy", "force", "virial", "atom_virial")
+
+
+def _models():
+    from dpcore.descriptor import tabulate as T
+
+    model = make_model(descriptor={"sel": [20, 28], "rcut": 3.6, "rcut_smth": 0.4})
+    return model, T.compress_model(copy.deepcopy(model), 0.8)
+
+
+def _close(got, ref, tol=1e-12):
+    for k in OUTPUTS:
+        scale = max(np.abs(ref[k]).max(), 1e-300)
+        assert np.abs(np.asarray(got[k]) - ref[k]).max() <= tol * scale, k
+
+
+class _Spy:
+    def __init__(self, fused):
+        self.fused, self.calls = fused, []
+
+    def contract(self, *a):
+        A = self.fused.contract(*a)
+        self.calls.append("contract" if A is not None else "declined")
+        return A
+
+    def contract_vjp(self, *a):
+        self.calls.append("vjp")
+        return self.fused.contract_vjp(*a)
+
+
+def test_compressed_forward_runs_the_kernel_and_equals_the_array_version():
+    from dpcore import xp as X
+    from dpcore.backends import get_backend
+
+    be = get_backend(BACKEND)
+    assert be.settings["table_kernel"].startswith("numba ")
+    plain, compressed = _models()
+    assert be.table_kernel(compressed.config) and not be.table_kernel(plain.config)
+    coord, atype, box = random_system(natoms=14, nframes=2, box_len=6.0, seed=5)
+    numpy_kernel = X.kernel(get_backend("numpy").namespace(), OP)
+    X.register_kernel("numpy", OP, None)
+    try:
+        ref = compressed.evaluate(coord, atype, box, atomic=True)  # NumPy, the array version
+    finally:
+        X.register_kernel("numpy", OP, numpy_kernel)
+    name = X.namespace_name(be.namespace())
+    spy = _Spy(X.kernel(be.namespace(), OP))
+    X.register_kernel(name, OP, spy)
+    try:
+        out = compressed.evaluate(coord, atype, box, backend=BACKEND, atomic=True)
+        assert spy.calls.count("contract") == 4 and spy.calls.count("vjp") == 4, spy.calls  # 2 x 2 type blocks
+        _close(out, ref)
+        spy.calls.clear()
+        auto = compressed.evaluate(coord, atype, box, backend=BACKEND, atomic=True, force_mode="autodiff")
+        _close(auto, ref)
+        if BACKEND in ("torch", "paddle"):  # the energy pass runs it; under autograd the array version
+            assert "declined" in spy.calls and "vjp" not in spy.calls, spy.calls
+        else:  # TensorFlow: the kernel, differentiated through the array version (tf.custom_gradient)
+            assert "contract" in spy.calls, spy.calls
+    finally:
+        X.register_kernel(name, OP, spy.fused)
+
+
+@pytest.mark.backends("tensorflow")
+def test_tensorflow_compressed_forward_is_a_plain_graph_and_the_plain_one_xla():
+    import tensorflow as tf
+
+    from dpcore.backends import get_backend
+
+    be = get_backend(BACKEND)
+    plain, compressed = _models()
+    coord, atype, box = random_system(natoms=14, nframes=1, box_len=6.0, seed=6)
+    jit = {}
+    for label, model in (("plain", plain), ("compressed", compressed)):
+        before = set(getattr(be, "_compiled_forwards", {}))
+        model.evaluate(coord, atype, box, backend=BACKEND)
+        new = [fn for key, fn in be._compiled_forwards.items() if key not in before and key[0] == "energy"]
+        assert len(new) == 1
+        fn = new[0] if isinstance(new[0], tf.types.experimental.GenericFunction) else new[0].__wrapped__
+        jit[label] = bool(fn._jit_compile)
+    assert jit == {"plain": True, "compressed": False}
