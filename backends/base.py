@@ -102,7 +102,8 @@ class Backend:
         """A model config's compressed tables run this backend's fused kernel (:func:`dpcore.xp.kernel`)."""
         from dpcore.xp import kernel
 
-        return bool(cfg["descriptor"].get("compress")) and kernel(self.namespace(), "tabulated_contraction") is not None
+        fused = kernel(self.namespace(), "tabulated_contraction")
+        return bool(cfg["descriptor"].get("compress")) and fused is not None
 
     def slot_trim(self, cfg: dict):
         """The :class:`~dpcore.slot_trim.SlotTrim` of a model config's descriptor on this backend, kept per
@@ -115,8 +116,8 @@ class Backend:
         if key not in trims:
             info = self.info
             # a fused table kernel runs slot by slot: no shared inputs for it
-            trims[key] = SlotTrim(cfg["descriptor"], bool(info is not None and info.jit_forward),
-                                  share_tables=bool(info is not None and info.xla_forward and not self.table_kernel(cfg)))
+            share = bool(info is not None and info.xla_forward and not self.table_kernel(cfg))
+            trims[key] = SlotTrim(cfg["descriptor"], bool(info is not None and info.jit_forward), share_tables=share)
         return trims[key]
 
     def tree_asarray(self, tree):

@@ -45,6 +45,14 @@ def _build():
 
     fast = {"reassoc", "contract"}  # reorder sums (vectorised reductions over neurons); no other relaxation
 
+    def compiled(fn):
+        # nogil: other Python threads (TensorFlow's numpy_function, a caller's) run beside it; the machine code is
+        # cached on disk where numba finds a writable place (beside this file or in the user's cache), else not
+        try:
+            return njit(fastmath=fast, nogil=True, cache=True)(fn)
+        except RuntimeError:
+            return njit(fastmath=fast, nogil=True)(fn)
+
     @njit(inline="always")
     def locate(x, lo, up, xmax, s0, s1, n0, last, t_end):
         """(row, t, delta) of input x, as dpcore.tabulated._locate; the row clamped to [0, last]."""
@@ -60,7 +68,7 @@ def _build():
             return row, x - ((row - n0) * s1 + up), 0.0
         return row, t_end, x - xmax
 
-    @njit(fastmath=fast, cache=True)
+    @compiled
     def contract(table, geo, r, out):
         lo, up, xmax, s0, s1, t_end = geo[0], geo[1], geo[2], geo[3], geo[4], geo[7]
         n0, last = int(geo[5]), int(geo[6])
@@ -80,7 +88,7 @@ def _build():
                     out[n, 2, k] += r2 * g
                     out[n, 3, k] += r3 * g
 
-    @njit(fastmath=fast, cache=True)
+    @compiled
     def contract_vjp(table, geo, r, gA, out):
         lo, up, xmax, s0, s1, t_end = geo[0], geo[1], geo[2], geo[3], geo[4], geo[7]
         n0, last = int(geo[5]), int(geo[6])

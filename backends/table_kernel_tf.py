@@ -60,8 +60,10 @@ class TFTableKernel:
             out.set_shape(r.shape)
 
             def grad(gr):
-                return _arrays_gradient(lambda t, x, g: tabulated_contraction_vjp(g, tabulated_contraction(t, info, x)[1]),
-                                        [table, r, gA], gr)
+                def arrays(t, x, g):
+                    return tabulated_contraction_vjp(g, tabulated_contraction(t, info, x)[1])
+
+                return _arrays_gradient(arrays, [table, r, gA], gr)
 
             return out, grad
 

@@ -1,7 +1,7 @@
 """Time per atom and peak memory from 192 to 12,288 (and 98,304) atoms, per backend, next to DeePMD-kit.
 
     python benchmarks/bench_scale.py [--sizes 1,2,4] [--calls 2] [--large] [--only dpcore:jax,dpkit:pb]
-                                     [--max-memory 256MB] [--chunk-size N]
+                                     [--max-memory 256MB] [--chunk-size N] [--compressed]
 
 The water frame of ``../shared/data/water/data_0`` (192 atoms) replicated n x n x n (n = 1, 2, 4: 192, 1,536,
 12,288 atoms; ``--large`` adds n = 8: 98,304 atoms), the water model of ``bench_vs_deepmd.py`` (same weights as
@@ -11,7 +11,9 @@ The water frame of ``../shared/data/water/data_0`` (192 atoms) replicated n x n 
 wall time, the median CPU time of the process (``time.process_time``: on a shared machine it moves less with
 the load than the wall time) and its peak memory (``resource.getrusage(...).ru_maxrss``, which includes the
 framework's own footprint).  dpcore runs with its default chunk policy (``model.evaluate`` without
-arguments) unless ``--max-memory`` or ``--chunk-size`` is given.  The load average is printed with the table.
+arguments) unless ``--max-memory`` or ``--chunk-size`` is given.  ``--compressed`` adds the compressed model
+(``dpcore compress``) on every dpcore backend and DeePMD-kit's compressed ``.pb`` (``dp --tf compress``), as in
+``bench_vs_deepmd.py``.  The load average is printed with the table.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_vs_deepmd import THREADS, VENV, WATER, build_model, dpkit, water_frame  # noqa: E402
+from bench_vs_deepmd import (THREADS, VENV, WATER, build_model, compressed_model, deepmd_files, dpkit,  # noqa: E402
+                             water_frame, write_training_input)
 
 DPCORE_BACKENDS = ("numpy", "jax", "torch", "tensorflow", "paddle")
 
@@ -106,6 +109,7 @@ def main() -> int:
     p.add_argument("--max-memory", default=None, help="dpcore's max_memory (default: its own default)")
     p.add_argument("--chunk-size", type=int, default=None, help="dpcore's chunk_size (centre atoms per call)")
     p.add_argument("--no-deepmd", dest="deepmd", action="store_false", help="skip DeePMD-kit even if installed")
+    p.add_argument("--compressed", action="store_true", help="also the compressed models (dpcore and DeePMD-kit)")
     args = p.parse_args()
     if not (WATER / "type.raw").exists():
         sys.exit(f"water data not found at {WATER}")
@@ -119,7 +123,13 @@ def main() -> int:
         np.savez(work / f"frame{s}.npz", coord=coord, atype=atype, box=box)
         natoms[s] = coord.shape[1]
     kinds = {f"dpcore:{b}": dp_file for b in DPCORE_BACKENDS}
-    if args.deepmd and (VENV / "bin" / "dp").exists():
+    if args.compressed:
+        write_training_input(work)
+        kinds.update({f"dpcore-compressed:{b}": compressed_model(dp_file) for b in DPCORE_BACKENDS})
+    if args.deepmd and (VENV / "bin" / "dp").exists() and args.compressed:
+        files = deepmd_files(dp_file)
+        kinds.update({f"dpkit:{k}": files[k] for k in ("pb", "pth", "pb-compressed") if k in files})
+    elif args.deepmd and (VENV / "bin" / "dp").exists():
         for suffix in ("pb", "pth"):  # DeePMD-kit's files of the same weights
             target = dp_file.with_suffix(f".{suffix}")
             proc = dpkit(["dp", "convert-backend", dp_file, target], work)

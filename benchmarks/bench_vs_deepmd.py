@@ -164,6 +164,15 @@ def interleaved(kinds: dict, frame_file: Path, rounds: int, calls: int, echo=Non
     return results, runs
 
 
+def write_training_input(work: Path) -> None:
+    """``input.json`` beside the model: what ``dp --tf compress -t`` and ``dpcore compress -t`` read (the model and
+    the training data, for its neighbour statistics)."""
+    (work / "input.json").write_text(json.dumps({
+        "model": MODEL, "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-8, "decay_steps": 5000},
+        "loss": {"type": "ener"}, "training": {"training_data": {"systems": [str(WATER)], "batch_size": 1},
+                                               "numb_steps": 1}}))
+
+
 def compressed_model(dp_file: Path) -> Path:
     """``dpcore compress -i model.dp -o model-compressed.dp -t input.json`` (made once per run)."""
     target = dp_file.with_name("model-compressed.dp")
@@ -207,11 +216,7 @@ def main() -> int:
         sys.exit(f"water data not found at {WATER}")
     work = Path(tempfile.mkdtemp(prefix="dpcore-bench-"))
     dp_file = build_model(work)
-    # what `dp --tf compress -t` reads: the model and the training data (for its neighbour statistics)
-    (work / "input.json").write_text(json.dumps({
-        "model": MODEL, "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-8, "decay_steps": 5000},
-        "loss": {"type": "ener"}, "training": {"training_data": {"systems": [str(WATER)], "batch_size": 1},
-                                               "numb_steps": 1}}))
+    write_training_input(work)
     coord, atype, box = water_frame(args.replicate)
     np.savez(work / "frame.npz", coord=coord, atype=atype, box=box)
     files = deepmd_files(dp_file) if (VENV / "bin" / "dp").exists() else {}
