@@ -28,7 +28,9 @@ class BackendInfo:
         call takes as long, ~4.3 s, tracing included);
     kernel_forward_jit: the ``backend.jit`` arguments instead of ``forward_jit`` for the forward of a compressed model
         whose tables run the fused host kernel (:mod:`dpcore.backends.table_kernel`, registered where Numba is
-        installed; TensorFlow: ``{}``, a plain graph, since XLA cannot call it: water 34 against 58 ms as XLA);
+        installed; TensorFlow: a plain graph, since XLA cannot call it, whose other operations XLA compiles in
+        clusters, ``xla_around_host_calls``: water 25-26 ms, against 29-30 ms as a plain graph and 55 ms as one XLA
+        function without the kernel);
     xla_forward: the compiled model forwards are XLA programs, which fuse the coefficient gathers and Horner terms
         of a compressed model's tables: only there do the tables share inputs (:mod:`dpcore.pair_share`; measured
         on the water frame: jax 1.33x faster, TensorFlow's graph forwards 0.91x, the eager backends 0.65-0.79x);
@@ -125,7 +127,8 @@ BACKENDS = {
                                       "devices": {"collective": "jax.sharding, XLA all-reduce"}}),
     "tensorflow": BackendInfo(
         "tensorflow", "tensorflow", "tensorflow", "TensorFlow", _caps(True, True, False, ["cpu", "gpu"]),
-        jit_forward=True, forward_jit={"jit_compile": True}, kernel_forward_jit={}, xla_forward=True,
+        jit_forward=True, forward_jit={"jit_compile": True}, kernel_forward_jit={"xla_around_host_calls": True},
+        xla_forward=True,
         step_jit={"jit_compile": True},
         quick_compile={"eager": True}, quick_steps=15,
         xla_flags=_XLA_CPU, xla_library=("tensorflow/libtensorflow_framework.so.2",

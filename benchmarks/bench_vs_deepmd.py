@@ -245,7 +245,9 @@ def main() -> int:
             print(f"| {k} | failed: {errors.get(k, '?')[:80]} | | | | |")
             continue
         twin = TWINS.get(k.split(":", 1)[1]) if k.startswith("dpcore") else None
-        tw = f"{med[f'dpkit:{twin}'] / med[k]:.2f}x" if twin and f"dpkit:{twin}" in med else ""
+        if twin and k.startswith("dpcore-compressed") and f"dpkit:{twin}-compressed" in med:
+            twin = f"{twin}-compressed"  # a compressed model's twin is DeePMD-kit's compressed file where it has one
+        tw = f"{med[f'dpkit:{twin}'] / med[k]:.2f}x ({twin})" if twin and f"dpkit:{twin}" in med else ""
         fa = f"{fastest / med[k]:.2f}x" if fastest and k.startswith("dpcore") else ""
         wrong = ref is not None and abs(energies[k] - ref) > 1e-8 * abs(ref)
         energy = f"{energies[k]:.6f}" + (f" (WRONG: dpcore {ref:.6f})" if wrong else "") + \

@@ -1,6 +1,6 @@
 """The fused table kernel (backends/table_kernel.py) on the framework backends that register it (``BACKENDS``, one
 per process): a compressed model's analytic forward runs it and gives the array version's outputs; autodiff forces
-(and, on TensorFlow, the graph around it) agree; TensorFlow runs that forward as a plain graph, not XLA; tensors that
+agree; TensorFlow runs that forward as a graph whose operations around the kernel are XLA clusters; tensors that
 autograd records use the array version on torch and Paddle.  NumPy: tests/test_table_kernel.py."""
 
 import copy
@@ -81,7 +81,7 @@ def test_compressed_forward_runs_the_kernel_and_equals_the_array_version():
 
 
 @pytest.mark.backends("tensorflow")
-def test_tensorflow_compressed_forward_is_a_plain_graph_and_the_plain_one_xla():
+def test_tensorflow_compressed_forward_is_xla_around_the_kernel_and_the_plain_one_xla():
     import tensorflow as tf
 
     from dpcore.backends import get_backend
@@ -98,3 +98,15 @@ def test_tensorflow_compressed_forward_is_a_plain_graph_and_the_plain_one_xla():
         fn = new[0] if isinstance(new[0], tf.types.experimental.GenericFunction) else new[0].__wrapped__
         jit[label] = bool(fn._jit_compile)
     assert jit == {"plain": True, "compressed": False}
+    # the compressed forward's operations are XLA clusters around the host calls (xla_around_host_calls)
+    ops = fn._list_all_concrete_functions()[0].graph.get_operations()
+
+    def marked(op):
+        try:
+            return bool(op.get_attr("_XlaCompile"))
+        except ValueError:
+            return False
+
+    host = [op for op in ops if op.type in ("PyFunc", "PyFuncStateless", "EagerPyFunc")]
+    assert len(host) >= 4 and not any(marked(op) for op in host)
+    assert sum(marked(op) for op in ops) > 0.9 * (len(ops) - len(host))
