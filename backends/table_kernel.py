@@ -54,35 +54,40 @@ def _build():
             return njit(fastmath=fast, nogil=True)(fn)
 
     @njit(inline="always")
-    def locate(x, lo, up, xmax, s0, s1, n0, last, t_end):
-        """(row, t, delta) of input x, as dpcore.tabulated._locate; the row clamped to [0, last]."""
+    def row_of(table, geo, x):
+        """(table row, t, delta) of input x, as dpcore.tabulated._locate; the row clamped to [0, last]."""
+        lo, up, xmax, s0, s1, t_end = geo[0], geo[1], geo[2], geo[3], geo[4], geo[7]
+        n0, last = int(geo[5]), int(geo[6])
         if not x == x:  # NaN: row 0, and the NaN goes on through t
-            return 0, x, 0.0
-        if x < lo:
-            return 0, 0.0, x - lo
-        if x < up:
+            row, t, d = 0, x, 0.0
+        elif x < lo:
+            row, t, d = 0, 0.0, x - lo
+        elif x < up:
             row = int(min((x - lo) / s0, n0))
-            return row, x - (row * s0 + lo), 0.0
-        row = int(min((x - up) / s1, last - n0)) + n0
-        if x < xmax:
-            return row, x - ((row - n0) * s1 + up), 0.0
-        return row, t_end, x - xmax
+            t, d = x - (row * s0 + lo), 0.0
+        else:
+            row = int(min((x - up) / s1, last - n0)) + n0
+            t, d = (x - ((row - n0) * s1 + up), 0.0) if x < xmax else (t_end, x - xmax)
+        return table[max(0, min(row, last))], t, d
+
+    @njit(inline="always")
+    def value(c, k, t):  # P_k(t), Horner
+        return c[0, k] + (c[1, k] + (c[2, k] + (c[3, k] + (c[4, k] + c[5, k] * t) * t) * t) * t) * t
+
+    @njit(inline="always")
+    def slope(c, k, t):  # P_k'(t)
+        return c[1, k] + (2.0 * c[2, k] + (3.0 * c[3, k] + (4.0 * c[4, k] + 5.0 * c[5, k] * t) * t) * t) * t
 
     @compiled
     def contract(table, geo, r, out):
-        lo, up, xmax, s0, s1, t_end = geo[0], geo[1], geo[2], geo[3], geo[4], geo[7]
-        n0, last = int(geo[5]), int(geo[6])
-        ng = table.shape[2]
         for n in range(r.shape[0]):
             for j in range(r.shape[1]):
-                row, t, d = locate(r[n, j, 0], lo, up, xmax, s0, s1, n0, last, t_end)
-                c = table[max(0, min(row, last))]
+                c, t, d = row_of(table, geo, r[n, j, 0])
                 r0, r1, r2, r3 = r[n, j, 0], r[n, j, 1], r[n, j, 2], r[n, j, 3]
-                for k in range(ng):
-                    g = c[0, k] + (c[1, k] + (c[2, k] + (c[3, k] + (c[4, k] + c[5, k] * t) * t) * t) * t) * t
+                for k in range(table.shape[2]):
+                    g = value(c, k, t)
                     if d != 0.0:  # outside the table: the linear continuation (SPEC_COMPRESS 7)
-                        g += d * (c[1, k] + (2.0 * c[2, k] + (3.0 * c[3, k] + (4.0 * c[4, k]
-                                                                                + 5.0 * c[5, k] * t) * t) * t) * t)
+                        g += d * slope(c, k, t)
                     out[n, 0, k] += r0 * g
                     out[n, 1, k] += r1 * g
                     out[n, 2, k] += r2 * g
@@ -90,18 +95,14 @@ def _build():
 
     @compiled
     def contract_vjp(table, geo, r, gA, out):
-        lo, up, xmax, s0, s1, t_end = geo[0], geo[1], geo[2], geo[3], geo[4], geo[7]
-        n0, last = int(geo[5]), int(geo[6])
-        ng = table.shape[2]
         for n in range(r.shape[0]):
             for j in range(r.shape[1]):
-                row, t, d = locate(r[n, j, 0], lo, up, xmax, s0, s1, n0, last, t_end)
-                c = table[max(0, min(row, last))]
+                c, t, d = row_of(table, geo, r[n, j, 0])
                 r0, r1, r2, r3 = r[n, j, 0], r[n, j, 1], r[n, j, 2], r[n, j, 3]
                 a0 = a1 = a2 = a3 = gx = 0.0
-                for k in range(ng):
-                    dg = c[1, k] + (2.0 * c[2, k] + (3.0 * c[3, k] + (4.0 * c[4, k] + 5.0 * c[5, k] * t) * t) * t) * t
-                    g = c[0, k] + (c[1, k] + (c[2, k] + (c[3, k] + (c[4, k] + c[5, k] * t) * t) * t) * t) * t + d * dg
+                for k in range(table.shape[2]):
+                    dg = slope(c, k, t)
+                    g = value(c, k, t) + d * dg
                     q0, q1, q2, q3 = gA[n, 0, k], gA[n, 1, k], gA[n, 2, k], gA[n, 3, k]
                     a0 += g * q0
                     a1 += g * q1
