@@ -124,6 +124,12 @@ def _kernels():
     return _KERNELS
 
 
+def table_info(geometry) -> list:
+    """The ``info`` of :mod:`dpcore.tabulated` from a table's geometry (``table_geometry`` rebuilds the rest from
+    its first five numbers; ``check_frequency`` is not used there)."""
+    return list(geometry[:5]) + [-1.0]
+
+
 def _blocks(table, r):
     """The table and r (..., K, 4) as C-contiguous arrays of one dtype, r as (N, K, 4)."""
     table = np.ascontiguousarray(table)
@@ -182,6 +188,5 @@ class TableKernel:
         if not self.usable(table, r, gA):  # a cotangent that autodiff records: the array version
             from dpcore.tabulated import tabulated_contraction, tabulated_contraction_vjp
 
-            info = list(geometry[:5]) + [-1.0]  # table_geometry rebuilds the rest from these five
-            return tabulated_contraction_vjp(gA, tabulated_contraction(table, info, r)[1])
+            return tabulated_contraction_vjp(gA, tabulated_contraction(table, table_info(geometry), r)[1])
         return self.from_numpy(contract_vjp(self.to_numpy(table), geometry, self.to_numpy(r), self.to_numpy(gA)), r)

@@ -15,10 +15,6 @@ from dpcore.tabulated import tabulated_contraction, tabulated_contraction_vjp
 from . import table_kernel
 
 
-def _info(geometry):
-    return list(geometry[:5]) + [-1.0]  # table_geometry rebuilds the rest from these five
-
-
 def _on_cpu(*tensors) -> bool:
     return all("GPU" not in (getattr(t, "device", "") or "").upper() for t in tensors)
 
@@ -37,7 +33,7 @@ class TFTableKernel:
     def contract(table, geometry, r):
         if not _on_cpu(table, r) or r.dtype != table.dtype:
             return None
-        info = _info(geometry)
+        info = table_kernel.table_info(geometry)
 
         @tf.custom_gradient
         def contract(table, r):
@@ -50,7 +46,7 @@ class TFTableKernel:
 
     @staticmethod
     def contract_vjp(table, geometry, r, gA):
-        info = _info(geometry)
+        info = table_kernel.table_info(geometry)
         gA = tf.cast(gA, table.dtype)
 
         @tf.custom_gradient
