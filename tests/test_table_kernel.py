@@ -120,3 +120,16 @@ def test_dpcore_kernels_0_switches_the_kernel_off():
     env = {**os.environ, "DPCORE_KERNELS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["arrays", "(DPCORE_KERNELS=0)", "True"]
+
+
+def test_tables_the_kernel_may_not_run_on_use_the_array_version():
+    """A backend's ``usable`` says no (tensors autograd records, another device): ``contract`` gives None (the caller
+    runs the array version) and ``contract_vjp`` computes the array version's backward itself."""
+    table, info = _table()
+    geometry = table_geometry(info, table.shape[0])
+    r = _rows((2, 5))
+    fused = table_kernel.TableKernel(usable=lambda *arrays: False)
+    assert fused.contract(table, geometry, r) is None
+    A, cache = tabulated_contraction(table, info, r)
+    gA = np.random.default_rng(3).normal(size=A.shape)
+    np.testing.assert_array_equal(fused.contract_vjp(table, geometry, r, gA), tabulated_contraction_vjp(gA, cache))
