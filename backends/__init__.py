@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from . import heap, threads
+from . import heap, nlist_kernel, threads
 from .frameworks import FrameworkConflictError, load_framework
 from .registry import ALIASES, BACKENDS, BackendInfo, canonical_name, info, training_backends
 
@@ -39,6 +39,7 @@ def get_backend(name: str, device=None):
         applied = threads.apply(framework)  # before the adapter's first computation (XLA reads its flags then)
         module = importlib.import_module(f"dpcore.backends.{key}")
         backend = module.BACKEND_CLASS(device)
+        backend.settings["nlist_kernel"] = nlist_kernel.register()  # the host's neighbour rows, for every backend
         backend.settings.update(applied)
         backend.settings.update(held)
         _CACHE[(key, device)] = backend

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cell_list import CellList, cell_list, cell_pairs
+from .xp import kernel
 
 __all__ = [
     "NeighborList",
@@ -113,17 +114,28 @@ def centre_neighbors(cells: CellList, centres, sel, pair_exclude_types=(), *, mi
     chunks gives the same rows.
     """
     sel, mixed_types = _resolve_sel(sel, cells.atype[None], pair_exclude_types, mixed_types)
-    ntypes, nnei = len(sel), int(sum(sel))
+    ntypes = len(sel)
     centres = np.asarray(centres, dtype=np.int64).reshape(-1)
-    nc = len(centres)
+    rows_of = kernel(np, "neighbor_rows") or _neighbor_rows  # the kernel: centre by centre (backends/nlist_kernel.py)
+    rows, most = rows_of(cells, centres, sel, mixed_types)
+    if len(pair_exclude_types):  # excluded pairs keep their slots, emptied
+        excluded = _pair_exclusion_table(pair_exclude_types, ntypes)
+        row, column = np.nonzero(rows >= 0)
+        drop = excluded[cells.atype[centres[row]], cells.atype[cells.owner[rows[row, column]]]]
+        rows[row[drop], column[drop]] = -1
+    return rows, most
+
+
+def _neighbor_rows(cells: CellList, centres, sel, mixed_types):
+    """``rows`` and ``most`` of :func:`centre_neighbors` before the pair exclusion, with whole-array operations."""
+    ntypes, nnei, nc = len(sel), int(sum(sel)), len(centres)
     row, j, dist = cell_pairs(cells, centres)
     jtype = cells.atype[cells.owner[j]]
     per_type = np.bincount(row * ntypes + jtype, minlength=nc * ntypes).reshape(nc, ntypes)
     most = np.append(per_type.max(0, initial=0), per_type.sum(1).max(initial=0))
     row, j, column = _select_neighbors(row, j, dist, jtype, nc, sel, mixed_types)
-    keep = ~_pair_exclusion_table(pair_exclude_types, ntypes)[cells.atype[centres[row]], cells.atype[cells.owner[j]]]
     rows = np.full((nc, nnei), -1, dtype=np.int64)
-    rows[row[keep], column[keep]] = j[keep]
+    rows[row, column] = j
     return rows, most
 
 

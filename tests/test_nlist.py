@@ -16,6 +16,7 @@ from dpcore.nlist import (
     neighbor_stat,
     reset_sel_overflow_warnings,
 )
+from helpers.kernels import both_neighbor_rows  # noqa: F401 (autouse: every test with both row implementations)
 
 DIST_TOL = 1e-12  # Å: slack when checking that distances inside a block ascend (ties)
 FRAC_TOL = 1e-12  # wrapped local atoms have fractional coordinates in [-FRAC_TOL, 1 + FRAC_TOL)
