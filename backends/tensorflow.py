@@ -31,6 +31,7 @@ from .base import Backend
 from .registry import info as backend_info
 from .table_kernel import register as register_table_kernel
 from .table_kernel_tf import TFTableKernel
+from .tf_calls import ConcreteCalls
 from .tree import leaves as _tree_leaves
 from .tree import rebuild as _rebuild
 
@@ -159,7 +160,8 @@ class TensorFlowBackend(Backend):
         if xla_around:
             f = _xla_around_host_calls(f)
         fn = tf.function(f, **{"autograph": False, **kwargs})
-        return quiet_calls(self.name, fn) if kwargs.get("jit_compile") or xla_around else fn
+        # after a signature's first calls, its concrete function with the flat tensors (backends/tf_calls.py)
+        return ConcreteCalls(fn, quiet_calls(self.name, fn) if kwargs.get("jit_compile") or xla_around else fn)
 
     def lower(self, fn, args: tuple):
         """TensorFlow traces and compiles a function at its first call: the "lowered" step is the jitted function
