@@ -1,4 +1,6 @@
-"""Time the host-side neighbour list: ms per frame for a few systems.
+"""Time the host-side neighbour list: ms per frame for a few systems, the rows by whole-array NumPy (the
+definition, dpcore/nlist.py) and by the Numba kernel the backends register (backends/nlist_kernel.py), side by
+side in one run.
 
 Usage: PYTHONPATH=. python benchmarks/bench_nlist.py [--frames N] [--repeat R]
 The water frames come from /work/shared/data/water/data_0 when present (else random positions at water density).
@@ -6,12 +8,15 @@ The water frames come from /work/shared/data/water/data_0 when present (else ran
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from dpcore.nlist import build_neighbor_list
+from dpcore.xp import register_kernel
 
 WATER = Path("/work/shared/data/water/data_0")
 RCUT, SEL = 6.0, [46, 92]  # the se_e2_a water example
@@ -62,12 +67,24 @@ def main():
         ("3 atoms, cell < rcut (3 shells)", frac @ small_cell.reshape(3, 3), np.array([0, 1, 1]),
          np.tile(small_cell, (args.frames, 1)), [300, 600]),
     ]
-    print(f"rcut = {RCUT} Å, {args.frames} frames, best of {args.repeat}")
-    print(f"{'system':34s} {'atoms':>6s} {'ms/frame':>9s}")
-    for name, c, t, b, sel in systems:
-        ms = time_per_frame(c, t, b, RCUT, sel, args.repeat)
-        print(f"{name:34s} {c.shape[1]:6d} {ms:9.2f}")
+    kernel = None
+    if importlib.util.find_spec("numba") is not None:
+        from dpcore.backends import nlist_kernel
 
+        kernel = nlist_kernel.neighbor_rows
+    print(f"rcut = {RCUT} Å, {args.frames} frames, best of {args.repeat}, 1 thread; load average {os.getloadavg()}")
+    print(f"| system | atoms | arrays ms/frame | kernel ms/frame | ratio |\n|---|---|---|---|---|")
+    for name, c, t, b, sel in systems:
+        ms = {}
+        for label, rows in (("arrays", None), ("kernel", kernel)):
+            if label == "kernel" and rows is None:
+                continue
+            register_kernel("numpy", "neighbor_rows", rows)
+            time_per_frame(c[:1], t, None if b is None else b[:1], RCUT, sel, 1)  # compile / warm up
+            ms[label] = time_per_frame(c, t, b, RCUT, sel, args.repeat)
+        k = ms.get("kernel")
+        print(f"| {name} | {c.shape[1]} | {ms['arrays']:.2f} | " +
+              (f"{k:.2f} | {ms['arrays'] / k:.2f}x |" if k else "(numba not installed) | |"))
 
 if __name__ == "__main__":
     main()

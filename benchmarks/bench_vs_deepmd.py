@@ -12,7 +12,10 @@ process (a fresh interpreter per backend and file) that evaluates energy + force
 warm-up and reports the median and its own peak memory (ru_maxrss).  Rounds are interleaved (every
 measurement once per round, the order rotating), threads are 1 everywhere (the settings are printed), and
 the load average is printed with the table.  Needs ../shared/data/water and the DeePMD-kit venv of
-``bash .ci/deepmd_venv.sh`` (``DPCORE_DPKIT_VENV``, default .dpkit-venv/).
+``bash .ci/deepmd_venv.sh`` (``DPCORE_DPKIT_VENV``, default .dpkit-venv/; several venvs separated by ``:`` are
+tried in order for each file, e.g. a second one with jax and flax for ``.hlo``).  DeePMD-kit 3.2.0 cannot export
+the example's ``type_one_side: false`` model to ``.hlo`` (a ``ConcretizationTypeError`` in its per-type blocks);
+``--type-one-side`` measures a ``type_one_side: true`` model instead, where it can.
 
 Compressed models (default; ``--no-compressed`` skips them): ``dpcore compress -t input.json`` (min_nbor_dist
 from the water data, default step 0.01) makes ``model-compressed.dp``, measured on every dpcore backend as
@@ -34,7 +37,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WATER = ROOT.parent / "shared" / "data" / "water" / "data_0"
-VENV = Path(os.environ.get("DPCORE_DPKIT_VENV", ROOT / ".dpkit-venv"))
+# DeePMD-kit venvs, in order (os.pathsep-separated): each of its files is made, and measured, by the first venv
+# that can (the CI's has torch and TensorFlow; .hlo and Paddle's .json need jax / paddlepaddle beside deepmd-kit)
+VENVS = [Path(p) for p in os.environ.get("DPCORE_DPKIT_VENV", str(ROOT / ".dpkit-venv")).split(os.pathsep) if p]
+VENV = VENVS[0]
+KIND_VENV: dict = {}  # "dpkit:<suffix>" -> the venv that made its file
 MODEL = {"type_map": ["O", "H"],
          "descriptor": {"type": "se_e2_a", "sel": [46, 92], "rcut_smth": 0.5, "rcut": 6.0, "neuron": [25, 50, 100],
                         "resnet_dt": False, "axis_neuron": 16, "type_one_side": False, "seed": 1},
@@ -111,9 +118,9 @@ def build_model(workdir: Path) -> Path:
     return path
 
 
-def dpkit(args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV / "bin" / args[0]), *map(str, args[1:])], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **THREADS}, timeout=1800)
+def dpkit(args, cwd, venv=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str((venv or VENV) / "bin" / args[0]), *map(str, args[1:])], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, **THREADS}, timeout=1800)
 
 
 def deepmd_files(dp_file: Path) -> dict:
@@ -122,24 +129,27 @@ def deepmd_files(dp_file: Path) -> dict:
     out = {"dp": dp_file}  # DeePMD-kit's NumPy backend reads the file as it is
     for suffix in DPKIT_SUFFIXES:
         target = dp_file.with_suffix(f".{suffix}")
-        proc = dpkit(["dp", "convert-backend", dp_file, target], dp_file.parent)
-        if proc.returncode == 0:
-            out[suffix] = target
-        else:
-            print(f"dp convert-backend -> .{suffix} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        for venv in VENVS:
+            proc = dpkit(["dp", "convert-backend", dp_file, target], dp_file.parent, venv)
+            if proc.returncode == 0:
+                out[suffix], KIND_VENV[f"dpkit:{suffix}"] = target, venv
+                break
+            print(f"dp convert-backend -> .{suffix} failed ({venv}): {proc.stderr.strip().splitlines()[-1:]}",
+                  file=sys.stderr)
     if "pb" in out:
         target = dp_file.with_name("model-compressed.pb")
+        venv = KIND_VENV["dpkit:pb"]
         proc = dpkit(["dp", "--tf", "compress", "-i", out["pb"], "-o", target, "-t", dp_file.parent / "input.json"],
-                     dp_file.parent)
+                     dp_file.parent, venv)
         if proc.returncode == 0:
-            out["pb-compressed"] = target
+            out["pb-compressed"], KIND_VENV["dpkit:pb-compressed"] = target, venv
         else:
             print(f"dp --tf compress failed: {[l for l in proc.stderr.splitlines() if 'Error' in l][-1:]}", file=sys.stderr)
     return out
 
 
 def measure(kind: str, model_file: Path, frame_file: Path, calls: int) -> dict:
-    python = str(VENV / "bin" / "python") if kind.startswith("dpkit") else sys.executable
+    python = str(KIND_VENV.get(kind, VENV) / "bin" / "python") if kind.startswith("dpkit") else sys.executable
     env = {**os.environ, **THREADS}
     if kind.startswith("dpkit"):
         env.pop("PYTHONPATH", None)  # DeePMD-kit's venv, not this project's paths
@@ -211,7 +221,11 @@ def main() -> int:
     p.add_argument("--only", default=None, help="comma-separated measurements, e.g. dpcore:jax,dpkit:pth")
     p.add_argument("--no-compressed", dest="compressed", action="store_false",
                    help="skip dpcore's compressed model (dpcore-compressed:<backend>)")
+    p.add_argument("--type-one-side", action="store_true",
+                   help="descriptor type_one_side: true (DeePMD-kit 3.2.0's JAX cannot export the example's false)")
     args = p.parse_args()
+    if args.type_one_side:
+        MODEL["descriptor"]["type_one_side"] = True
     if not (WATER / "type.raw").exists():
         sys.exit(f"water data not found at {WATER}")
     work = Path(tempfile.mkdtemp(prefix="dpcore-bench-"))
