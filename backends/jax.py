@@ -35,10 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpcore.xp import gather_rows, gather_rows_vjp, register_gather_rows
+from dpcore.xp import gather_rows, gather_rows_vjp, namespace_name, register_gather_rows
 
 from .base import Backend
 from .registry import info as backend_info
+from .table_kernel import register as register_table_kernel
+from .table_kernel_jax import JaxTableKernel
 from .tree import leaves, rebuild, tree_map
 
 def resolve_device(device):
@@ -141,6 +143,8 @@ class JaxBackend(Backend):
             "device": "default" if device is None else str(device),
             "jax_enable_x64": bool(jax.config.jax_enable_x64),
             "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+            # compressed models: the fused kernel as XLA FFI calls (backends/table_kernel_jax.py)
+            "table_kernel": register_table_kernel(namespace_name(jnp), JaxTableKernel),
         }
 
     @property

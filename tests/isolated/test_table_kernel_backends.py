@@ -1,7 +1,8 @@
 """The fused table kernel (backends/table_kernel.py) on the framework backends that register it (``BACKENDS``, one
 per process): a compressed model's analytic forward runs it and gives the array version's outputs; autodiff forces
-agree; TensorFlow runs that forward as a graph whose operations around the kernel are XLA clusters; tensors that
-autograd records use the array version on torch and Paddle.  NumPy: tests/test_table_kernel.py."""
+agree; TensorFlow runs that forward as a graph whose operations around the kernel are XLA clusters; jax calls it
+from its XLA programs (FFI), with the array version's gradients; tensors that autograd records use the array
+version on torch and Paddle.  NumPy: tests/test_table_kernel.py."""
 
 import copy
 
@@ -11,7 +12,7 @@ import pytest
 from helpers import make_model, random_system
 from helpers.isolation import backend_under_test, import_framework
 
-BACKENDS = ("torch", "tensorflow", "paddle")
+BACKENDS = ("torch", "tensorflow", "paddle", "jax")
 BACKEND = backend_under_test(BACKENDS)
 import_framework(BACKEND)
 pytest.importorskip("numba")  # an optional extra (dpcore[fast]); CI installs it with [all]
@@ -74,7 +75,7 @@ def test_compressed_forward_runs_the_kernel_and_equals_the_array_version():
         _close(auto, ref)
         if BACKEND in ("torch", "paddle"):  # the energy pass runs it; under autograd the array version
             assert "declined" in spy.calls and "vjp" not in spy.calls, spy.calls
-        else:  # TensorFlow: the kernel, differentiated through the array version (tf.custom_gradient)
+        else:  # TensorFlow, jax: the kernel, differentiated through the array version (custom gradients)
             assert "contract" in spy.calls, spy.calls
     finally:
         X.register_kernel(name, OP, spy.fused)
@@ -112,3 +113,45 @@ def test_tensorflow_compressed_forward_is_xla_around_the_kernel_and_the_plain_on
     host = [op for op in ops if op.type in ("PyFunc", "PyFuncStateless", "EagerPyFunc")]
     assert len(host) >= 4 and not any(marked(op) for op in host)
     assert sum(marked(op) for op in ops) > 0.9 * (len(ops) - len(host))
+
+
+@pytest.mark.backends("jax")
+def test_jax_program_calls_the_kernel_quietly_and_differentiates_the_array_version(capfd):
+    import jax
+    import jax.numpy as jnp
+
+    from dpcore.backends import get_backend, table_kernel_jax
+    from dpcore.tabulated import table_geometry, tabulated_contraction, tabulated_contraction_vjp
+
+    get_backend(BACKEND)
+    rng = np.random.default_rng(3)
+    info = [-1.0, 2.0, 5.0, 0.1, 0.5, -1.0]
+    geometry = table_geometry(info, 36)
+    fused = table_kernel_jax.JaxTableKernel
+    for dtype, tol in (("float64", 1e-13), ("float32", 2e-5)):
+        table = rng.normal(size=(36, 6, 7)).astype(dtype)
+        r = rng.normal(size=(2, 3, 9, 4))
+        r[..., 0] = rng.uniform(-2.0, 7.0, size=(2, 3, 9))
+        r[..., 0] += 0.013  # off the knots, where a random table jumps (see tests/test_table_kernel.py)
+        r = r.astype(dtype)
+        gA = rng.normal(size=(2, 3, 4, 7)).astype(dtype)
+        contract = jax.jit(lambda t, x: fused.contract(t, geometry, x))
+        assert "dpcore_table_contract" in contract.lower(table, r).as_text()  # an FFI call inside the program
+        A_ref, cache = tabulated_contraction(table, info, r)
+        np.testing.assert_allclose(contract(table, r), A_ref, rtol=tol, atol=tol)
+        vjp = jax.jit(lambda t, x, g: fused.contract_vjp(t, geometry, x, g))
+        np.testing.assert_allclose(vjp(table, r, gA), tabulated_contraction_vjp(gA, cache), rtol=tol, atol=tol)
+
+        def arrays(t, x):
+            return tabulated_contraction(t, info, x)[0]
+
+        # gradients of both calls are the array version's: first and second derivatives
+        loss = lambda f: lambda t, x: jnp.sum(f(t, x) * gA)  # noqa: E731
+        got = jax.grad(loss(lambda t, x: fused.contract(t, geometry, x)), argnums=(0, 1))(table, r)
+        ref = jax.grad(loss(arrays), argnums=(0, 1))(jnp.asarray(table), jnp.asarray(r))
+        for g, e in zip(got, ref):
+            np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
+        second = jax.grad(lambda x: jnp.sum(fused.contract_vjp(table, geometry, x, gA) ** 2))(r)
+        second_ref = jax.grad(lambda x: jnp.sum(jax.vjp(lambda y: arrays(table, y), x)[1](gA)[0] ** 2))(r)
+        np.testing.assert_allclose(second, second_ref, rtol=50 * tol, atol=50 * tol)
+    assert capfd.readouterr().err == ""  # no log line per call (XLA's legacy custom calls print one)
