@@ -43,7 +43,6 @@ def _targets() -> dict:
     return _TARGETS
 
 
-
 def _ffi(op: str, shape, dtype, *args):
     return jax.ffi.ffi_call(_targets()[op], jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")(*args)
 
@@ -108,6 +107,63 @@ def _usable(*arrays) -> bool:
         return False
     return all(d.platform == "cpu" for a in arrays if callable(getattr(a, "devices", None))
                and not isinstance(a, jax.core.Tracer) for d in a.devices())
+
+
+# the fields of jaxlib's xla/ffi/api/c_api.h that the handlers read (backends/table_kernel_ffi.py), in order
+_ABI_STRUCTS = {
+    "XLA_FFI_Extension_Base": ("size_t struct_size", "XLA_FFI_Extension_Type type",
+                               "struct XLA_FFI_Extension_Base* next"),
+    "XLA_FFI_Api_Version": ("size_t struct_size", "XLA_FFI_Extension_Base* extension_start", "int major_version",
+                            "int minor_version"),
+    "XLA_FFI_Buffer": ("size_t struct_size", "XLA_FFI_Extension_Base* extension_start", "XLA_FFI_DataType dtype",
+                       "void* data", "int64_t rank", "int64_t* dims"),
+    "XLA_FFI_Args": ("size_t struct_size", "XLA_FFI_Extension_Base* extension_start", "int64_t size",
+                     "XLA_FFI_ArgType* types", "void** args"),
+    "XLA_FFI_Rets": ("size_t struct_size", "XLA_FFI_Extension_Base* extension_start", "int64_t size",
+                     "XLA_FFI_RetType* types", "void** rets"),
+    "XLA_FFI_CallFrame": ("size_t struct_size", "XLA_FFI_Extension_Base* extension_start", "const XLA_FFI_Api* api",
+                          "XLA_FFI_ExecutionContext* ctx", "XLA_FFI_ExecutionStage stage", "XLA_FFI_Args args",
+                          "XLA_FFI_Rets rets"),
+    "XLA_FFI_Metadata": ("size_t struct_size", "XLA_FFI_Api_Version api_version", "XLA_FFI_Handler_Traits traits",
+                         "XLA_FFI_TypeId state_type_id"),
+    "XLA_FFI_Metadata_Extension": ("XLA_FFI_Extension_Base extension_base", "XLA_FFI_Metadata* metadata"),
+}
+_ABI_VALUES = {"XLA_FFI_API_MAJOR": "0", "XLA_FFI_DataType_F32": "11", "XLA_FFI_DataType_F64": "12",
+               "XLA_FFI_ExecutionStage_EXECUTE": "3", "XLA_FFI_Extension_Metadata": "1"}
+
+
+def abi_mismatch() -> str | None:
+    """None where jaxlib's FFI header describes the struct layouts and values the handlers read, else what differs
+    (then the array version runs: a handler reading another layout would crash the process)."""
+    import re
+    from pathlib import Path
+
+    if not hasattr(jax, "ffi") or not hasattr(jax.ffi, "ffi_call"):
+        return f"jax {jax.__version__} has no jax.ffi"
+    header = Path(jax.ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h"
+    if not header.is_file():
+        return f"no {header}"
+    text = re.sub(r"//[^\n]*", "", header.read_text())
+    for name, fields in _ABI_STRUCTS.items():
+        body = re.search(r"struct " + name + r" \{(.*?)\};", text, re.S)
+        found = tuple(" ".join(f.split()) for f in body.group(1).split(";"))[: len(fields)] if body else ()
+        if found != fields:
+            return f"{name} in {header} is not the layout the handlers read"
+    for name, value in _ABI_VALUES.items():
+        if not re.search(r"\b" + name + r"\b\s*=?\s*" + value + r"\b", text):
+            return f"{name} is not {value} in {header}"
+    return None
+
+
+def register() -> str:
+    """Register :class:`JaxTableKernel` for jax arrays where numba is installed and jaxlib's FFI is the one the
+    handlers read; returns what evaluates compressed tables (``backend.settings["table_kernel"]``)."""
+    from dpcore.xp import namespace_name, register_kernel
+
+    reason = abi_mismatch() if table_kernel.available() else None
+    register_kernel(namespace_name(jnp), "tabulated_contraction",
+                    JaxTableKernel if table_kernel.available() and reason is None else None)
+    return table_kernel.version() if reason is None else f"arrays ({reason})"
 
 
 class JaxTableKernel:

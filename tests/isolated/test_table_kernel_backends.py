@@ -5,6 +5,7 @@ from its XLA programs (FFI), with the array version's gradients; tensors that au
 version on torch and Paddle.  NumPy: tests/test_table_kernel.py."""
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,29 @@ def test_jax_program_calls_the_kernel_quietly_and_differentiates_the_array_versi
         second_ref = jax.grad(lambda x: jnp.sum(jax.vjp(lambda y: arrays(table, y), x)[1](gA)[0] ** 2))(r)
         np.testing.assert_allclose(second, second_ref, rtol=50 * tol, atol=50 * tol)
     assert capfd.readouterr().err == ""  # no log line per call (XLA's legacy custom calls print one)
+
+
+@pytest.mark.backends("jax")
+def test_jax_handlers_run_only_on_the_ffi_layout_they_read(tmp_path, monkeypatch):
+    import jax
+
+    from dpcore.backends import table_kernel_jax
+
+    header = Path(jax.ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h"
+    assert table_kernel_jax.abi_mismatch() is None
+    text = header.read_text()
+    (tmp_path / "xla" / "ffi" / "api").mkdir(parents=True)
+    fake = tmp_path / "xla" / "ffi" / "api" / "c_api.h"
+    monkeypatch.setattr(jax.ffi, "include_dir", lambda: str(tmp_path))
+    for old, new, name in [("void* data;\n  int64_t rank;", "int64_t rank;\n  void* data;", "XLA_FFI_Buffer"),
+                           ("XLA_FFI_DataType_F64 = 12", "XLA_FFI_DataType_F64 = 13", "XLA_FFI_DataType_F64"),
+                           ("#define XLA_FFI_API_MAJOR 0", "#define XLA_FFI_API_MAJOR 1", "XLA_FFI_API_MAJOR")]:
+        assert old in text, old
+        fake.write_text(text.replace(old, new))
+        assert name in table_kernel_jax.abi_mismatch()
+        said = table_kernel_jax.register()  # the array version, and why
+        assert said.startswith("arrays (") and name in said
+    fake.unlink()
+    assert "no " in table_kernel_jax.abi_mismatch()
+    monkeypatch.undo()
+    assert table_kernel_jax.register().startswith("numba ")
