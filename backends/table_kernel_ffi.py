@@ -28,6 +28,15 @@ _DTYPE, _DATA, _DIMS = 2, 3, 5
 contract, contract_vjp = table_kernel._kernels()  # njit dispatchers, called from the handlers
 
 
+def _handler(fn):
+    """An ``XLA_FFI_Handler`` (``XLA_FFI_Error* (XLA_FFI_CallFrame*)``, returning null: no error), its machine code
+    cached on disk where numba finds a writable place, else compiled in this process."""
+    try:
+        return cfunc(types.voidptr(types.voidptr), nopython=True, cache=True)(fn)
+    except RuntimeError:
+        return cfunc(types.voidptr(types.voidptr), nopython=True)(fn)
+
+
 @intrinsic
 def address(typingctx, addr):  # int64 -> void*
     def codegen(context, builder, signature, args):
@@ -87,7 +96,7 @@ def to_run(frame):
     return int32_at(frame + 32)[0] == _STAGE_EXECUTE
 
 
-@cfunc(types.voidptr(types.voidptr), nopython=True, cache=True)
+@_handler
 def forward(frame_ptr):  # args: table (S, 6, ng), geometry (8,) float64, r (N, K, 4); result A (N, 4, ng)
     frame = integer(frame_ptr)
     if to_run(frame):
@@ -107,7 +116,7 @@ def forward(frame_ptr):  # args: table (S, 6, ng), geometry (8,) float64, r (N, 
     return address(0)
 
 
-@cfunc(types.voidptr(types.voidptr), nopython=True, cache=True)
+@_handler
 def backward(frame_ptr):  # args: table, geometry, r (N, K, 4), gA (N, 4, ng); result dE/dr (N, K, 4)
     frame = integer(frame_ptr)
     if to_run(frame):
