@@ -13,11 +13,13 @@ The NumPy version stays the definition; the backends register this one as the ho
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from dpcore.cell_list import BIN_MARGIN
 
-from .table_kernel import available, version
+from .table_kernel import available, cached, version
 
 _ROWS = None  # the compiled kernel
 
@@ -25,13 +27,6 @@ _ROWS = None  # the compiled kernel
 def _build():
     from numba import njit
 
-    def compiled(fn):
-        try:  # machine code cached on disk where numba finds a writable place, else compiled per process
-            return njit(nogil=True, cache=True)(fn)
-        except RuntimeError:
-            return njit(nogil=True)(fn)
-
-    @compiled
     def rows_of(centres, key, offsets, order, sorted_key, starts, counts, pos, owner, atype, rcut, reach2, sel,
                 mixed, size, rows, most):
         ntypes = sel.shape[0]
@@ -91,7 +86,7 @@ def _build():
                         rows[c, first_slot[t] + taken[t]] = j
                         taken[t] += 1
 
-    return rows_of
+    return cached(functools.partial(njit, nogil=True), rows_of)
 
 
 def neighbor_rows(cells, centres, sel, mixed_types):

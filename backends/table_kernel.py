@@ -15,6 +15,7 @@ reads outside it.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -40,18 +41,24 @@ def version() -> str:
     return f"numba {numba.__version__}"
 
 
+def cached(decorator, fn):
+    """``fn`` compiled by a numba ``decorator`` (``njit`` or ``cfunc`` with its options bound, e.g. by
+    ``functools.partial``): the machine code cached on disk where numba finds a writable place (beside the module or
+    in the user's cache), else compiled in this process.  Every kernel of dpcore is compiled so."""
+    try:
+        return decorator(cache=True)(fn)
+    except RuntimeError:
+        return decorator()(fn)
+
+
 def _build():
     from numba import njit
 
     fast = {"reassoc", "contract"}  # reorder sums (vectorised reductions over neurons); no other relaxation
 
     def compiled(fn):
-        # nogil: other Python threads (TensorFlow's numpy_function, a caller's) run beside it; the machine code is
-        # cached on disk where numba finds a writable place (beside this file or in the user's cache), else not
-        try:
-            return njit(fastmath=fast, nogil=True, cache=True)(fn)
-        except RuntimeError:
-            return njit(fastmath=fast, nogil=True)(fn)
+        # nogil: other Python threads (TensorFlow's numpy_function, a caller's) run beside it
+        return cached(functools.partial(njit, fastmath=fast, nogil=True), fn)
 
     @njit(inline="always")
     def row_of(table, geo, x):

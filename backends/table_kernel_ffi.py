@@ -7,6 +7,8 @@ cache finds the machine code again (a closure's intrinsics differ from run to ru
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import carray, cfunc, njit, types
 from numba.core import cgutils
@@ -29,12 +31,8 @@ contract, contract_vjp = table_kernel._kernels()  # njit dispatchers, called fro
 
 
 def _handler(fn):
-    """An ``XLA_FFI_Handler`` (``XLA_FFI_Error* (XLA_FFI_CallFrame*)``, returning null: no error), its machine code
-    cached on disk where numba finds a writable place, else compiled in this process."""
-    try:
-        return cfunc(types.voidptr(types.voidptr), nopython=True, cache=True)(fn)
-    except RuntimeError:
-        return cfunc(types.voidptr(types.voidptr), nopython=True)(fn)
+    """An ``XLA_FFI_Handler`` (``XLA_FFI_Error* (XLA_FFI_CallFrame*)``, returning null: no error)."""
+    return table_kernel.cached(functools.partial(cfunc, types.voidptr(types.voidptr), nopython=True), fn)
 
 
 @intrinsic
