@@ -35,11 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpcore.xp import gather_rows, gather_rows_vjp, register_gather_rows
+from dpcore.xp import gather_rows, gather_rows_vjp, namespace_name, register_gather_rows
 
+from . import table_kernel_jax
 from .base import Backend
 from .registry import info as backend_info
-from . import table_kernel_jax
+from .table_kernel import register as register_table_kernel
 from .tree import leaves, rebuild, tree_map
 
 def resolve_device(device):
@@ -143,7 +144,8 @@ class JaxBackend(Backend):
             "jax_enable_x64": bool(jax.config.jax_enable_x64),
             "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
             # compressed models: the fused kernel as XLA FFI calls (backends/table_kernel_jax.py)
-            "table_kernel": table_kernel_jax.register(),
+            "table_kernel": register_table_kernel(namespace_name(jnp), table_kernel_jax.JaxTableKernel,
+                                                  table_kernel_jax.abi_mismatch()),
         }
 
     @property

@@ -162,14 +162,16 @@ def contract_vjp(table, geometry, r, gA):
     return out.reshape(r.shape)
 
 
-def register(name: str, fused) -> str:
+def register(name: str, fused, unusable: str | None = None) -> str:
     """Register ``fused`` (a :class:`TableKernel`) as the fast path of :func:`dpcore.tabulated.tabulated_contraction`
-    on namespace ``name``'s arrays where :func:`available`, else remove it; returns :func:`version` (recorded in
-    the backend's ``settings["table_kernel"]``)."""
+    on namespace ``name``'s arrays where :func:`available` and the backend gives no reason it cannot run
+    (``unusable``), else remove it; returns :func:`version` or ``"arrays (<unusable>)"`` (recorded in the backend's
+    ``settings["table_kernel"]``)."""
     from dpcore.xp import register_kernel
 
-    register_kernel(name, "tabulated_contraction", fused if available() else None)
-    return version()
+    runs = available() and unusable is None
+    register_kernel(name, "tabulated_contraction", fused if runs else None)
+    return f"arrays ({unusable})" if available() and not runs else version()
 
 
 def _same(x, like=None):

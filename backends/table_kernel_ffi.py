@@ -15,12 +15,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import table_kernel
+from .table_kernel_jax import API_MAJOR, API_MINOR, EXTENSION_METADATA, F64, STAGE_EXECUTE
 
-# XLA FFI C API (jaxlib's xla/ffi/api/c_api.h), as 8-byte words of the structs
-API_MAJOR, API_MINOR = 0, 3  # the header version this handler is written against
-_STAGE_EXECUTE = 3
-_F32, _F64 = 11, 12  # XLA_FFI_DataType
-_EXT_METADATA = 1  # XLA_FFI_Extension_Type
+# XLA FFI C API (jaxlib's xla/ffi/api/c_api.h, checked by table_kernel_jax.abi_mismatch), as 8-byte words
 # XLA_FFI_CallFrame: struct_size, extension_start, api, ctx, stage (int32), then XLA_FFI_Args (struct_size,
 # extension_start, size, types, args) at word 5 and XLA_FFI_Rets at word 10
 _ARGS, _RETS = 5, 10
@@ -81,7 +78,7 @@ def dims(buf):
 def to_run(frame):
     """True in the execute stage; a metadata query is answered (API version, no traits, no state)."""
     ext = words(frame, 5)[1]
-    if ext != 0 and int32_at(ext + 8)[0] == _EXT_METADATA:
+    if ext != 0 and int32_at(ext + 8)[0] == EXTENSION_METADATA:
         meta = words(ext, 4)[3]  # XLA_FFI_Metadata_Extension: extension_base (3 words), metadata
         m = words(meta, 6)  # struct_size, api_version {struct_size, extension_start, major, minor}, traits, state
         m[1] = 24
@@ -91,7 +88,7 @@ def to_run(frame):
         int32_at(meta + 32)[0] = 0
         m[5] = 0
         return False
-    return int32_at(frame + 32)[0] == _STAGE_EXECUTE
+    return int32_at(frame + 32)[0] == STAGE_EXECUTE
 
 
 @_handler
@@ -101,7 +98,7 @@ def forward(frame_ptr):  # args: table (S, 6, ng), geometry (8,) float64, r (N, 
         tb, rb, ob = buffer(frame, _ARGS, 0), buffer(frame, _ARGS, 2), buffer(frame, _RETS, 0)
         td, rd = dims(tb), dims(rb)
         geo = data(buffer(frame, _ARGS, 1), np.float64, (8,))
-        if int32_at(tb + 8 * _DTYPE)[0] == _F64:
+        if int32_at(tb + 8 * _DTYPE)[0] == F64:  # else float32 (JaxTableKernel passes no other)
             out = data(ob, np.float64, (rd[0], 4, td[2]))
             out[:] = 0.0
             contract(data(tb, np.float64, (td[0], td[1], td[2])), geo, data(rb, np.float64, (rd[0], rd[1], 4)),
@@ -122,7 +119,7 @@ def backward(frame_ptr):  # args: table, geometry, r (N, K, 4), gA (N, 4, ng); r
                           buffer(frame, _RETS, 0))
         td, rd = dims(tb), dims(rb)
         geo = data(buffer(frame, _ARGS, 1), np.float64, (8,))
-        if int32_at(tb + 8 * _DTYPE)[0] == _F64:
+        if int32_at(tb + 8 * _DTYPE)[0] == F64:  # else float32 (JaxTableKernel passes no other)
             contract_vjp(data(tb, np.float64, (td[0], td[1], td[2])), geo,
                          data(rb, np.float64, (rd[0], rd[1], 4)), data(ab, np.float64, (rd[0], 4, td[2])),
                          data(ob, np.float64, (rd[0], rd[1], 4)))

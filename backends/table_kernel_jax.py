@@ -128,8 +128,13 @@ _ABI_STRUCTS = {
                          "XLA_FFI_TypeId state_type_id"),
     "XLA_FFI_Metadata_Extension": ("XLA_FFI_Extension_Base extension_base", "XLA_FFI_Metadata* metadata"),
 }
-_ABI_VALUES = {"XLA_FFI_API_MAJOR": "0", "XLA_FFI_DataType_F32": "11", "XLA_FFI_DataType_F64": "12",
-               "XLA_FFI_ExecutionStage_EXECUTE": "3", "XLA_FFI_Extension_Metadata": "1"}
+# the values the handlers use (backends/table_kernel_ffi.py imports them), checked against the header
+API_MAJOR, API_MINOR = 0, 3  # the FFI API version the handlers answer XLA's metadata query with
+F32, F64 = 11, 12  # XLA_FFI_DataType
+STAGE_EXECUTE = 3  # XLA_FFI_ExecutionStage
+EXTENSION_METADATA = 1  # XLA_FFI_Extension_Type
+_ABI_VALUES = {"XLA_FFI_API_MAJOR": API_MAJOR, "XLA_FFI_DataType_F32": F32, "XLA_FFI_DataType_F64": F64,
+               "XLA_FFI_ExecutionStage_EXECUTE": STAGE_EXECUTE, "XLA_FFI_Extension_Metadata": EXTENSION_METADATA}
 
 
 def abi_mismatch() -> str | None:
@@ -150,20 +155,9 @@ def abi_mismatch() -> str | None:
         if found != fields:
             return f"{name} in {header} is not the layout the handlers read"
     for name, value in _ABI_VALUES.items():
-        if not re.search(r"\b" + name + r"\b\s*=?\s*" + value + r"\b", text):
+        if not re.search(r"\b" + name + r"\b\s*=?\s*" + str(value) + r"\b", text):
             return f"{name} is not {value} in {header}"
     return None
-
-
-def register() -> str:
-    """Register :class:`JaxTableKernel` for jax arrays where numba is installed and jaxlib's FFI is the one the
-    handlers read; returns what evaluates compressed tables (``backend.settings["table_kernel"]``)."""
-    from dpcore.xp import namespace_name, register_kernel
-
-    reason = abi_mismatch() if table_kernel.available() else None
-    register_kernel(namespace_name(jnp), "tabulated_contraction",
-                    JaxTableKernel if table_kernel.available() and reason is None else None)
-    return table_kernel.version() if reason is None else f"arrays ({reason})"
 
 
 class JaxTableKernel:
