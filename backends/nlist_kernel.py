@@ -4,7 +4,7 @@
 with whole-array NumPy operations: ~100,000 candidate pairs and five sorts for the 192-atom water frame, ~2.5 ms.
 This kernel walks the same cell list one centre at a time: candidates of the searched bins in the same order,
 distances by the same arithmetic (no fast-math), a stable sort by distance, then the type split.  Its rows and
-overflow counts are those of the array version, bit for bit (tested); it takes ~0.3 ms on the water frame.
+overflow counts are those of the array version, bit for bit (tested); it takes ~1 ms on the water frame.
 
 The NumPy version stays the definition; the backends register this one as the host's fast path
 (:func:`dpcore.xp.register_kernel`, op ``"neighbor_rows"`` on NumPy) where Numba is installed and
