@@ -37,7 +37,7 @@ import numpy as np
 
 from dpcore.xp import gather_rows, gather_rows_vjp, namespace_name, register_gather_rows
 
-from . import table_kernel_jax
+from . import table_kernel_jax, xla_ffi_abi
 from .base import Backend
 from .registry import info as backend_info
 from .table_kernel import register as register_table_kernel
@@ -145,7 +145,7 @@ class JaxBackend(Backend):
             "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
             # compressed models: the fused kernel as XLA FFI calls (backends/table_kernel_jax.py)
             "table_kernel": register_table_kernel(namespace_name(jnp), table_kernel_jax.JaxTableKernel,
-                                                  table_kernel_jax.abi_mismatch()),
+                                                  xla_ffi_abi.abi_mismatch()),
         }
 
     @property

@@ -15,9 +15,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import table_kernel
-from .table_kernel_jax import API_MAJOR, API_MINOR, EXTENSION_METADATA, F64, STAGE_EXECUTE
+from .xla_ffi_abi import API_MAJOR, API_MINOR, EXTENSION_METADATA, F64, STAGE_EXECUTE
 
-# XLA FFI C API (jaxlib's xla/ffi/api/c_api.h, checked by table_kernel_jax.abi_mismatch), as 8-byte words
+# XLA FFI C API (jaxlib's xla/ffi/api/c_api.h, checked by xla_ffi_abi.abi_mismatch), as 8-byte words
 # XLA_FFI_CallFrame: struct_size, extension_start, api, ctx, stage (int32), then XLA_FFI_Args (struct_size,
 # extension_start, size, types, args) at word 5 and XLA_FFI_Rets at word 10
 _ARGS, _RETS = 5, 10

@@ -164,14 +164,14 @@ def test_jax_handlers_run_only_on_the_ffi_layout_they_read(tmp_path, monkeypatch
     import jax.numpy as jnp
 
     from dpcore import xp as X
-    from dpcore.backends import table_kernel, table_kernel_jax
+    from dpcore.backends import table_kernel, table_kernel_jax, xla_ffi_abi
 
     def register():  # as the jax backend does when it is created
         return table_kernel.register(X.namespace_name(jnp), table_kernel_jax.JaxTableKernel,
-                                     table_kernel_jax.abi_mismatch())
+                                     xla_ffi_abi.abi_mismatch())
 
     header = Path(jax.ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h"
-    assert table_kernel_jax.abi_mismatch() is None
+    assert xla_ffi_abi.abi_mismatch() is None
     text = header.read_text()
     (tmp_path / "xla" / "ffi" / "api").mkdir(parents=True)
     fake = tmp_path / "xla" / "ffi" / "api" / "c_api.h"
@@ -181,10 +181,10 @@ def test_jax_handlers_run_only_on_the_ffi_layout_they_read(tmp_path, monkeypatch
                            ("#define XLA_FFI_API_MAJOR 0", "#define XLA_FFI_API_MAJOR 1", "XLA_FFI_API_MAJOR")]:
         assert old in text, old
         fake.write_text(text.replace(old, new))
-        assert name in table_kernel_jax.abi_mismatch()
+        assert name in xla_ffi_abi.abi_mismatch()
         said = register()  # the array version, and why
         assert said.startswith("arrays (") and name in said and X.kernel(jnp, OP) is None
     fake.unlink()
-    assert "no " in table_kernel_jax.abi_mismatch()
+    assert "no " in xla_ffi_abi.abi_mismatch()
     monkeypatch.undo()
     assert register().startswith("numba ") and X.kernel(jnp, OP) is table_kernel_jax.JaxTableKernel
